@@ -1,0 +1,1 @@
+"""The ``aigc`` command line: thin Typer commands over the library (see :mod:`aigc_studio.cli.main`)."""
