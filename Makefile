@@ -1,0 +1,32 @@
+# AIGC Studio: the two quick-start commands are `make demo` and `make test`; both create .venv when missing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test bench clean
+
+# torch goes in first, pinned, so pip takes the CPU wheel on this disk instead of a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: prepare E2E data, train a small ad-copy model for a couple of minutes, generate from it
+demo: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
+
+## test: the whole test suite (two workers, one per core)
+test: install
+	$(VENV)/bin/pytest -n 2 -q
+
+## bench: benchmark scripts under bench/; each writes its figures into docs/benchmarks.md
+bench: install
+	$(PY) -m pip install -q -e '.[test,bench]'
+	for script in bench/*.py; do $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf var/demo .pytest_cache

@@ -1,0 +1,107 @@
+"""``aigc train``: parse the flags, call :func:`aigc_studio.training.run.run_training`, print the outcome.
+
+Also runnable as ``python -m aigc_studio.training`` (same flags).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from aigc_studio.training.config import FLAG_PATHS
+from aigc_studio.training.run import run_training
+
+INTERRUPTED_EXIT_CODE = 130  # the shell's convention for "stopped by Ctrl-C"
+
+_MODEL = "Model (override the recipe's [model] table)"
+_OPTIM = "Optimiser and schedule"
+_RUN = "Evaluation, logging and device"
+
+
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Run directory; ends as a model directory (best weights).")],
+    data: Annotated[Path | None, typer.Option("--data", help="Dataset directory from `aigc data prepare`.")] = None,
+    arch: Annotated[str | None, typer.Option("--arch", help="Model architecture: gpt or lstm.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Recipe TOML file (see recipes/); flags override it.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
+    n_layer: Annotated[int | None, typer.Option(help="Layers.", rich_help_panel=_MODEL)] = None,
+    n_head: Annotated[int | None, typer.Option(help="Attention heads (gpt).", rich_help_panel=_MODEL)] = None,
+    n_embd: Annotated[int | None, typer.Option(help="Embedding width.", rich_help_panel=_MODEL)] = None,
+    block_size: Annotated[int | None, typer.Option(help="Context length in tokens.", rich_help_panel=_MODEL)] = None,
+    dropout: Annotated[float | None, typer.Option(help="Dropout probability.", rich_help_panel=_MODEL)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sequences per micro-batch.", rich_help_panel=_OPTIM)] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimiser step.", rich_help_panel=_OPTIM)] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.", rich_help_panel=_OPTIM)] = None,
+    min_lr: Annotated[float | None, typer.Option(help="Learning rate at the end of the cosine.", rich_help_panel=_OPTIM)] = None,
+    warmup_steps: Annotated[int | None, typer.Option(help="Linear warm-up steps.", rich_help_panel=_OPTIM)] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (2-D weights only).", rich_help_panel=_OPTIM)] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Optimiser steps.", rich_help_panel=_OPTIM)] = None,
+    eval_interval: Annotated[int | None, typer.Option(help="Steps between validation passes.", rich_help_panel=_RUN)] = None,
+    eval_steps: Annotated[int | None, typer.Option(help="Validation batches per pass.", rich_help_panel=_RUN)] = None,
+    patience: Annotated[int | None, typer.Option(help="Passes without improvement before stopping (0: never).", rich_help_panel=_RUN)] = None,
+    log_interval: Annotated[int | None, typer.Option(help="Steps between metrics.jsonl rows.", rich_help_panel=_RUN)] = None,
+    checkpoint_interval: Annotated[int | None, typer.Option(help="Steps between checkpoints.", rich_help_panel=_RUN)] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of weights, dropout and data order.", rich_help_panel=_RUN)] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto.", rich_help_panel=_RUN)] = None,
+    bf16: Annotated[bool, typer.Option("--bf16", help="bf16 autocast (CUDA only).", rich_help_panel=_RUN)] = False,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's own).", rich_help_panel=_RUN)] = None,
+) -> None:
+    """Train a GPT or LSTM on a prepared dataset; the run directory ends as a model directory.
+
+    Settings come from the defaults, then --config, then these flags. Ctrl-C saves a checkpoint; --resume
+    continues it on the same loss curve.
+    """
+    flags = {
+        "data": str(data) if data is not None else None,
+        "arch": arch,
+        "n_layer": n_layer,
+        "n_head": n_head,
+        "n_embd": n_embd,
+        "dropout": dropout,
+        "block_size": block_size,
+        "batch_size": batch_size,
+        "grad_accum": grad_accum,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "min_lr": min_lr,
+        "warmup_steps": warmup_steps,
+        "max_steps": max_steps,
+        "eval_interval": eval_interval,
+        "eval_steps": eval_steps,
+        "patience": patience,
+        "log_interval": log_interval,
+        "checkpoint_interval": checkpoint_interval,
+        "seed": seed,
+        "device": device,
+        "bf16": "bf16" if bf16 else None,
+        "threads": threads,
+    }
+    overrides = {FLAG_PATHS[name]: value for name, value in flags.items()}
+    program = _program_name()
+    console = Console(highlight=False, soft_wrap=True)  # whole lines, so printed commands copy and paste
+    result = run_training(
+        out, config_path=config, overrides=overrides, resume=resume, command=shlex.join([*program, *sys.argv[1:]]), console=console
+    )
+    if result.status == "interrupted":
+        resume_command = shlex.join([*program, *(["train"] if program == ["aigc"] else []), "--out", str(out), "--resume"])
+        console.print(f"stopped at step {result.step}; resume with: {resume_command}")
+        raise typer.Exit(INTERRUPTED_EXIT_CODE)
+    how = "stopped early (no improvement)" if result.status == "early_stopped" else "finished"
+    console.print(f"[bold green]{how}[/] after {result.step} steps in {result.wall_time_s:.1f} s "
+                  f"({result.items_per_s:,.0f} {result.items_name}/s)")
+    if result.best_val_loss is not None:
+        extra = "".join(f", {name} {value:.3f}" for name, value in result.eval_metrics.items())
+        console.print(f"best val loss {result.best_val_loss:.4f}{extra} at step {result.best_step}")
+    console.print(f"model directory: {result.run_directory}")
+
+
+def _program_name() -> list[str]:
+    """How this process was started, so the model card and the resume hint repeat it exactly."""
+    if Path(sys.argv[0]).name == "__main__.py":
+        return ["python", "-m", "aigc_studio.training"]
+    return ["aigc"]

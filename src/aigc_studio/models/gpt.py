@@ -1,0 +1,394 @@
+"""A decoder-only Transformer in the Llama style: RMSNorm, rotary positions, SwiGLU, no biases.
+
+The math is exactly Hugging Face's ``LlamaForCausalLM`` (RMSNorm in fp32, rotary tables from ``rope_theta``
+with the non-interleaved ``rotate_half`` layout, separate q/k/v/o and gate/up/down projections), and the
+modules carry Llama's names, so :func:`llama_state_dict` and :func:`llama_config` turn a trained model into
+a Llama checkpoint that ``transformers``, vLLM and llama.cpp load unchanged.
+
+Decoding goes through :meth:`GPT.step` with a :class:`KVCache` preallocated for the whole generation and
+written in place, so a decode step allocates no cache memory and builds no mask unless rows are padded.
+
+References: Touvron et al. 2023 (Llama), Su et al. 2021 (RoFormer, rotary positions), Shazeer 2020 (GLU
+variants), Zhang & Sennrich 2019 (RMSNorm).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aigc_studio.data.tokenizer import BOS, EOS, PAD, SPECIAL_TOKENS
+from aigc_studio.errors import AigcError
+
+
+@dataclass
+class GPTConfig:
+    """Shape of a :class:`GPT`; the fields are the ``config.json`` of its model directory."""
+
+    vocab_size: int = 8192
+    block_size: int = 256  # context length: positions covered by the rotary tables and a KV cache
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    # SwiGLU width; None derives Llama's rule: 8/3 * n_embd rounded up to a multiple of `multiple_of`,
+    # which keeps the parameter count of a 4x GELU MLP with three matrices instead of two.
+    intermediate_size: int | None = None
+    multiple_of: int = 64
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    dropout: float = 0.0
+    tie_embeddings: bool = True  # share the token embedding with the output head (fewer parameters)
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "multiple_of"):
+            if getattr(self, name) <= 0:
+                raise AigcError(f"{name} must be a positive integer, got {getattr(self, name)}", param=name)
+        if self.n_embd % self.n_head:
+            raise AigcError(
+                f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
+                f"use an n_embd that is a multiple of n_head, e.g. {self.n_head * max(1, round(self.n_embd / self.n_head))}",
+                param="n_embd",
+            )
+        if self.head_dim % 2:
+            raise AigcError(
+                f"n_embd / n_head = {self.head_dim} must be even for rotary positions; change n_embd or n_head",
+                param="n_head",
+            )
+        if self.intermediate_size is None:
+            hidden = int(2 * 4 * self.n_embd / 3)
+            self.intermediate_size = self.multiple_of * math.ceil(hidden / self.multiple_of)
+        elif self.intermediate_size <= 0:
+            raise AigcError(f"intermediate_size must be a positive integer or null, got {self.intermediate_size}",
+                            param="intermediate_size")
+        if not 0.0 <= self.dropout < 1.0:
+            raise AigcError(f"dropout must be in [0, 1), got {self.dropout}", param="dropout")
+        for name in ("rope_theta", "norm_eps"):
+            if getattr(self, name) <= 0:
+                raise AigcError(f"{name} must be a positive number, got {getattr(self, name)}", param=name)
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square layer norm with a learned scale and no bias (Llama's ``LlamaRMSNorm``)."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in fp32 as HF Llama does, so half-precision runs and the exported model agree.
+        x_fp32 = x.float()
+        x_fp32 = x_fp32 * torch.rsqrt(x_fp32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x_fp32.to(x.dtype)
+
+
+def rotary_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cos and sin tables (length, head_dim) for positions 0..length-1, computed in fp32 as HF Llama does."""
+    inv_freq = 1.0 / (float(theta) ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim))  # (hd/2,)
+    angles = torch.arange(length, dtype=torch.float)[:, None] * inv_freq[None, :]  # (L, hd/2)
+    angles = torch.cat((angles, angles), dim=-1)  # (L, hd): both halves share frequencies (non-interleaved)
+    return angles.cos(), angles.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (-x2, x1) over the two halves of the last dimension."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate queries or keys (B, nh, T, hd) by their positions; cos/sin broadcast to that shape."""
+    return x * cos + rotate_half(x) * sin
+
+
+class Attention(nn.Module):
+    """Causal multi-head self-attention with rotary positions, optionally reading and filling a KV cache."""
+
+    def __init__(self, config: GPTConfig, layer_index: int) -> None:
+        super().__init__()
+        self.layer_index = layer_index
+        self.n_head, self.head_dim = config.n_head, config.head_dim
+        self.q_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.k_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.v_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.o_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.attn_dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache | None = None,
+        attn_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        B, T, C = x.size()
+        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        k = self.k_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        v = self.v_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(self.layer_index, k, v)  # (B, nh, S, hd): every slot filled so far
+        # Without an explicit mask the queries are either a whole sequence from position 0 (causal) or one
+        # new token that may see every cached key; the caller passes attn_mask in every other case.
+        y = F.scaled_dot_product_attention(
+            q, k, v,
+            attn_mask=attn_mask,
+            dropout_p=self.attn_dropout if self.training else 0.0,
+            is_causal=attn_mask is None and T > 1,
+        )  # (B, nh, T, hd)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_dropout(self.o_proj(y))
+
+
+class SwiGLU(nn.Module):
+    """Gated feed-forward layer: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(config.n_embd, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.n_embd, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.n_embd, bias=False)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: attention then SwiGLU, each behind an RMSNorm."""
+
+    def __init__(self, config: GPTConfig, layer_index: int) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.n_embd, config.norm_eps)
+        self.self_attn = Attention(config, layer_index)
+        self.post_attention_layernorm = RMSNorm(config.n_embd, config.norm_eps)
+        self.mlp = SwiGLU(config)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, attn_mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class KVCache:
+    """Decoding state of a :class:`GPT`: keys and values per layer, preallocated and written in place.
+
+    ``length`` slots are filled, the same number for every row (a padding token fills a slot too). While
+    no padding has been seen, a token's rotary position is its slot; once a padded batch arrives,
+    ``key_mask`` (B, max_length) marks the slots that hold real tokens and ``positions`` (B,) holds each
+    row's next position, so every row counts its own real tokens.
+    """
+
+    def __init__(self, n_layer: int, batch_size: int, n_head: int, max_length: int, head_dim: int,
+                 device: torch.device, dtype: torch.dtype) -> None:
+        shape = (batch_size, n_head, max_length, head_dim)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.max_length = max_length
+        self.length = 0
+        self.key_mask: torch.Tensor | None = None
+        self.positions: torch.Tensor | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys[0].size(0)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write new keys/values (B, nh, T, hd) after the filled slots; return views of all filled slots."""
+        end = self.length + k.size(2)
+        self.keys[layer][:, :, self.length:end] = k
+        self.values[layer][:, :, self.length:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def track_padding(self) -> None:
+        """Start per-row bookkeeping: every slot filled so far held a real token."""
+        device = self.keys[0].device
+        self.key_mask = torch.zeros(self.batch_size, self.max_length, dtype=torch.bool, device=device)
+        self.key_mask[:, :self.length] = True
+        self.positions = torch.full((self.batch_size,), self.length, dtype=torch.long, device=device)
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Select rows of the batch (beam search); ``index`` (B',) may repeat or drop rows."""
+        self.keys = [k.index_select(0, index) for k in self.keys]
+        self.values = [v.index_select(0, index) for v in self.values]
+        if self.key_mask is not None:
+            self.key_mask = self.key_mask.index_select(0, index)
+            self.positions = self.positions.index_select(0, index)
+
+
+class GPT(nn.Module):
+    """The decoder-only language model; see the module docstring and docs/architecture.md "Models"."""
+
+    model_type: ClassVar[str] = "aigc-gpt"
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.n_embd)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(Block(config, index) for index in range(config.n_layer))
+        self.norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        # Precomputed once so a decode step only slices them; not saved (they follow from the config).
+        rope_cos, rope_sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta)
+        self.register_buffer("rope_cos", rope_cos, persistent=False)  # (block_size, hd)
+        self.register_buffer("rope_sin", rope_sin, persistent=False)  # (block_size, hd)
+        self.apply(self._init_weights)
+        # GPT-2's scaled init: each residual branch adds to the stream, so shrink the projections into it.
+        for name, parameter in self.named_parameters():
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                nn.init.normal_(parameter, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_parameters(self) -> int:
+        """Number of distinct parameters (a tied embedding counts once)."""
+        return sum(parameter.numel() for parameter in self.parameters())
+
+    def forward(
+        self, input_ids: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, V) for every position of ``input_ids`` (B, T), and the mean cross-entropy over
+        ``targets`` != -100 when targets are given (else None).
+
+        Raises:
+            AigcError: the sequence is longer than ``block_size``.
+        """
+        B, T = input_ids.size()
+        if T > self.config.block_size:
+            raise AigcError(f"sequence of {T} tokens is longer than block_size={self.config.block_size}; use shorter inputs",
+                            param="block_size")
+        x = self.dropout(self.embed_tokens(input_ids))  # (B, T, C)
+        cos, sin = self.rope_cos[:T].to(x.dtype), self.rope_sin[:T].to(x.dtype)  # (T, hd)
+        for layer in self.layers:
+            x = layer(x, cos, sin)
+        logits = self.lm_head(self.norm(x))  # (B, T, V)
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.view(B * T, -1).float(), targets.reshape(B * T), ignore_index=-100)
+        return logits, loss
+
+    def init_state(self, batch_size: int, max_length: int, device: torch.device | str | None = None) -> KVCache:
+        """An empty :class:`KVCache` for ``batch_size`` rows of up to ``max_length`` tokens (prompt included).
+
+        Raises:
+            AigcError: ``max_length`` is not in 1..block_size.
+        """
+        if not 0 < max_length <= self.config.block_size:
+            raise AigcError(
+                f"max_length={max_length} is outside 1..{self.config.block_size} (the model's block_size); "
+                "shorten the prompt or max_tokens",
+                param="max_length",
+            )
+        weight = self.embed_tokens.weight
+        return KVCache(self.config.n_layer, batch_size, self.config.n_head, max_length, self.config.head_dim,
+                       device=weight.device if device is None else torch.device(device), dtype=weight.dtype)
+
+    @torch.no_grad()
+    def step(self, input_ids: torch.Tensor, state: KVCache, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Consume new tokens (B, T) after those already in ``state``, update it in place, return logits (B, T, V).
+
+        Args:
+            input_ids: the prompt at prefill (left-padded for a batch), then one token per row.
+            state: the cache from :meth:`init_state`.
+            attention_mask: (B, T), 1 for real tokens and 0 for padding; None means all real.
+
+        Raises:
+            AigcError: the new tokens do not fit in the cache.
+        """
+        B, T = input_ids.size()
+        start, end = state.length, state.length + T
+        if end > state.max_length:
+            raise AigcError(f"decoding past max_length={state.max_length} of the state; start it with a larger max_length",
+                            param="max_length")
+        if attention_mask is not None and state.key_mask is None and not bool(attention_mask.all()):
+            state.track_padding()
+        x = self.embed_tokens(input_ids)  # (B, T, C)
+        if state.key_mask is None:
+            # Every slot holds a real token: positions are slot numbers, shared by all rows.
+            cos, sin = self.rope_cos[start:end], self.rope_sin[start:end]  # (T, hd)
+            attn_mask = None if start == 0 or T == 1 else self._causal_mask(start, end, x.device)[None, None]
+        else:
+            real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+            state.key_mask[:, start:end] = real
+            positions = (state.positions[:, None] + real.long().cumsum(1) - 1).clamp(min=0)  # (B, T)
+            state.positions += real.sum(1)
+            cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)  # (B, 1, T, hd)
+            # A query sees earlier real tokens, and always its own slot so a padding query never has an
+            # all-masked row: some attention kernels (and older PyTorch) return NaN there, and NaN in a
+            # padding slot's cached values would leak into real rows through 0 * NaN.
+            own_slot = torch.arange(end, device=x.device)[None, :] == torch.arange(start, end, device=x.device)[:, None]
+            attn_mask = (self._causal_mask(start, end, x.device) & state.key_mask[:, None, :end]) | own_slot  # (B, T, S)
+            attn_mask = attn_mask.unsqueeze(1)  # (B, 1, T, S)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+        for layer in self.layers:
+            x = layer(x, cos, sin, state, attn_mask)
+        state.length = end
+        return self.lm_head(self.norm(x))  # (B, T, V)
+
+    @staticmethod
+    def _causal_mask(start: int, end: int, device: torch.device) -> torch.Tensor:
+        """(T, S) bool: query slot start+i may see key slots 0..start+i."""
+        return torch.ones(end - start, end, dtype=torch.bool, device=device).tril(diagonal=start)
+
+
+def llama_config(config: GPTConfig) -> dict[str, Any]:
+    """The Hugging Face ``LlamaForCausalLM`` ``config.json`` equivalent to ``config``.
+
+    Both the legacy ``rope_theta`` key and transformers 5's ``rope_parameters`` are written, so old and new
+    loaders read the same rotary base.
+    """
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.n_embd,
+        "intermediate_size": config.intermediate_size,
+        "num_hidden_layers": config.n_layer,
+        "num_attention_heads": config.n_head,
+        "num_key_value_heads": config.n_head,
+        "head_dim": config.head_dim,
+        "max_position_embeddings": config.block_size,
+        "rms_norm_eps": config.norm_eps,
+        "rope_theta": float(config.rope_theta),
+        "rope_parameters": {"rope_type": "default", "rope_theta": float(config.rope_theta)},
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "mlp_bias": False,
+        "tie_word_embeddings": config.tie_embeddings,
+        "pad_token_id": SPECIAL_TOKENS.index(PAD),
+        "bos_token_id": SPECIAL_TOKENS.index(BOS),
+        "eos_token_id": SPECIAL_TOKENS.index(EOS),
+    }
+
+
+def llama_state_dict(model: GPT) -> dict[str, torch.Tensor]:
+    """The weights of ``model`` under ``LlamaForCausalLM`` names.
+
+    Our modules already carry Llama's names, so the body moves under ``model.`` and ``lm_head`` stays; a
+    tied head is left out because Llama re-ties it to ``model.embed_tokens.weight`` when it loads.
+    """
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        if name.startswith("lm_head."):
+            if not model.config.tie_embeddings:
+                tensors[name] = tensor
+        else:
+            tensors[f"model.{name}"] = tensor
+    return tensors

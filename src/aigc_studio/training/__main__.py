@@ -1,0 +1,35 @@
+"""``python -m aigc_studio.training``: the ``aigc train`` command on its own (same flags).
+
+A separate entry point so that a launcher (``torchrun`` in a later issue) can start training without the
+rest of the command line, and so that tests can start it as a subprocess.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from aigc_studio.cli.train import INTERRUPTED_EXIT_CODE, train
+from aigc_studio.errors import AigcError
+
+USER_ERROR_EXIT_CODE = 2
+
+
+def main() -> None:
+    """Run ``train`` and turn user errors into one clear line (as the ``aigc`` entry point does)."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(train)
+    try:
+        app()
+    except AigcError as error:
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {error}", soft_wrap=True)
+        sys.exit(USER_ERROR_EXIT_CODE)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted")
+        sys.exit(INTERRUPTED_EXIT_CODE)
+
+
+if __name__ == "__main__":
+    main()
