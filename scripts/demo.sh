@@ -19,7 +19,7 @@ if [ ! -f "$work/e2e-data/dataset.json" ]; then
 fi
 
 resume=()
-if [ -f "$work/e2e-gpt/checkpoint.pt" ]; then resume=(--resume); fi
+if [ -f "$work/e2e-gpt/checkpoint/checkpoint.pt" ] && [ ! -f "$work/e2e-gpt/model.safetensors" ]; then resume=(--resume); fi
 if [ ! -f "$work/e2e-gpt/model.safetensors" ] || [ ${#resume[@]} -gt 0 ]; then
   aigc train --data "$work/e2e-data" --arch gpt --config recipes/demo-e2e.toml --out "$work/e2e-gpt" "${resume[@]}"
 fi

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aigc_studio.data.cleaning import CleaningConfig, RecordCleaner, dedup_key, normalize_text
+from aigc_studio.data.cleaning import KEPT_FULL_WIDTH_PUNCTUATION, CleaningConfig, RecordCleaner, dedup_key, normalize_text
 from aigc_studio.errors import AigcError
 
 
@@ -16,6 +16,19 @@ def test_normalize_removes_control_and_zero_width_but_keeps_newline_and_tab() ->
     assert normalize_text("a\u200bb\u200dc\ufeff\x00d\x07\te\r\nf\rg\x85") == "abcd\te\nf\ng"
 
 
+def test_normalize_keeps_full_width_punctuation_but_folds_letters_and_digits() -> None:
+    assert normalize_text("ＸＬ码，１００％棉！简约……时尚（百搭）；好看？：“显瘦”、舒适。") == "XL码，100％棉！简约……时尚（百搭）；好看？：“显瘦”、舒适。"
+
+
+def test_normalize_keeps_every_full_width_ascii_punctuation_mark() -> None:
+    assert normalize_text(KEPT_FULL_WIDTH_PUNCTUATION) == KEPT_FULL_WIDTH_PUNCTUATION
+    assert "，" in KEPT_FULL_WIDTH_PUNCTUATION and not any(character.isalnum() for character in KEPT_FULL_WIDTH_PUNCTUATION)
+
+
+def test_normalize_removes_zero_width_characters_between_full_width_punctuation() -> None:
+    assert normalize_text("好，\u200b！\x07") == "好，！"
+
+
 def test_normalize_strips_surrounding_whitespace() -> None:
     assert normalize_text("  \n hello world \t\n") == "hello world"
 
@@ -23,6 +36,10 @@ def test_normalize_strips_surrounding_whitespace() -> None:
 def test_dedup_key_ignores_case_punctuation_and_spacing() -> None:
     assert dedup_key("The Eagle is  CHEAP!") == dedup_key("the eagle, is cheap") == "the eagle is cheap"
     assert dedup_key("简约，时尚。") == dedup_key("简约时尚")
+
+
+def test_dedup_key_treats_full_width_and_ascii_forms_alike() -> None:
+    assert dedup_key(normalize_text("１００％ 棉＋麻，")) == dedup_key("100% 棉+麻,") == "100 棉+麻"
 
 
 def test_dedup_key_keeps_different_words_apart() -> None:

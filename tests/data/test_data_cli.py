@@ -37,6 +37,27 @@ def test_prepare_and_inspect_e2e_records(tmp_path: Path, e2e_slice: Path) -> Non
     assert source.split(",")[0] in inspected and target.split()[0] in inspected and "[" in source
 
 
+def test_prepare_with_val_input_says_how_it_split_and_what_overlapped(tmp_path: Path, e2e_slice: Path, shared_data: Path) -> None:
+    dev_lines = (shared_data / "e2e" / "devset.csv").read_text(encoding="utf-8").splitlines(keepends=True)[:41]
+    first_training_row = e2e_slice.read_text(encoding="utf-8").splitlines(keepends=True)[1]
+    (tmp_path / "dev.csv").write_text("".join(dev_lines) + first_training_row, encoding="utf-8")
+    output = run_ok("prepare", str(e2e_slice), "--val-input", str(tmp_path / "dev.csv"), "--source-col", "mr", "--target-col", "ref",
+                    "--tokenizer", "char", "--out", str(tmp_path / "e2e"))
+    assert "validation = the --val-input files" in output and "val input" in output
+    info = json.loads((tmp_path / "e2e" / "dataset.json").read_text(encoding="utf-8"))
+    assert info["split_method"] == "val_inputs" and info["val_inputs"][0]["rows"] == 41  # 40 devset rows + the training row
+    dropped = info["overlap"]["train_records_dropped"]
+    # Rich wraps long cells inside the table; read the text without the borders.
+    flat = " ".join(output.replace("│", " ").split())
+    assert f"1 validation sources also occur in the training inputs; their {dropped} training records were dropped" in flat
+
+
+def test_val_fraction_and_val_input_together_are_rejected(tmp_path: Path, e2e_slice: Path) -> None:
+    result = runner.invoke(app, ["prepare", str(e2e_slice), "--val-fraction", "0.2", "--val-input", str(e2e_slice), "--out", str(tmp_path / "x")])
+    assert isinstance(result.exception, AigcError) and result.exception.param == "val_fraction"
+    assert "either --val-fraction or --val-input" in str(result.exception) and not (tmp_path / "x").exists()
+
+
 def test_prepare_tinyshakespeare_with_char_tokenizer(tmp_path: Path, shared_data: Path) -> None:
     text = (shared_data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:20_000]
     (tmp_path / "input.txt").write_text(text, encoding="utf-8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +206,90 @@ def test_failed_overwrite_keeps_the_previous_dataset(tmp_path: Path, records_csv
     with pytest.raises(AigcError, match="max_chars filter"):
         prepare_dataset([records_csv], tmp_path / "out", PrepareConfig(source_column="mr", target_column="ref", max_chars=5, overwrite=True))
     assert TokenDataset(tmp_path / "out", "train").info == first
+
+
+# ---------------------------------------------------------------- explicit validation inputs
+def test_val_inputs_are_the_validation_split_and_overlapping_sources_leave_training(
+    tmp_path: Path, e2e_slice: Path, shared_data: Path
+) -> None:
+    with open(e2e_slice, encoding="utf-8") as handle:
+        train_rows = [(row["mr"], row["ref"]) for row in csv.DictReader(handle)]
+    # The three most repeated training sources copied into a second validation file: all their records must leave training.
+    leaked_sources = [source for source, _ in Counter(source for source, _ in train_rows).most_common(3)]
+    leaked = write_records_csv(tmp_path / "leaked.csv", [(source, f"A new reference for {source}.") for source in leaked_sources])
+    devset = shared_data / "e2e" / "devset.csv"
+    config = PrepareConfig(source_column="mr", target_column="ref", tokenizer="char", val_inputs=[devset, leaked])
+    info = prepare_dataset([e2e_slice], tmp_path / "out", config)
+
+    assert info["split_method"] == "val_inputs" and info["val_fraction"] is None and info["config"]["val_inputs"] == [str(devset), str(leaked)]
+    assert [(item["path"], item["sha256"]) for item in info["val_inputs"]] == [(str(devset), sha256_file(devset)), (str(leaked), sha256_file(leaked))]
+    assert info["inputs"][0]["sha256"] == sha256_file(e2e_slice) and info["val_cleaning"]["num_records_read"] == 4672 + 3
+    assert info["splits"]["val"]["sources"] == 547 + 3  # the devset's 547 distinct MRs plus the leaked three
+    dropped = sum(source in leaked_sources for source, _ in set(train_rows))
+    assert info["overlap"] == {"val_sources_in_train": 3, "train_records_dropped": dropped} and dropped > 3
+    train = TokenDataset(tmp_path / "out", "train")
+    train_sources = {train.decode_record(index)[0] for index in range(train.num_records)}
+    with open(devset, encoding="utf-8") as handle:
+        val_sources = {row["mr"] for row in csv.DictReader(handle)} | set(leaked_sources)
+    assert not train_sources & val_sources and train.num_records == info["num_records_kept"] - dropped
+
+
+def test_text_val_inputs_are_whole_documents_and_the_tokenizer_sees_train_only(tmp_path: Path) -> None:
+    (tmp_path / "train.txt").write_text("abcabc", encoding="utf-8")
+    (tmp_path / "val.txt").write_text("abz", encoding="utf-8")
+    prepare_dataset([tmp_path / "train.txt"], tmp_path / "out", PrepareConfig(tokenizer="char", val_inputs=[tmp_path / "val.txt"]))
+    train, val = TokenDataset(tmp_path / "out", "train"), TokenDataset(tmp_path / "out", "val")
+    tokenizer = train.tokenizer
+    assert tokenizer.decode(train.read_tokens(0, train.num_tokens).tolist(), skip_special_tokens=False) == "<bos>abcabc<eos>"
+    assert val.read_tokens(0, val.num_tokens).tolist() == [tokenizer.bos_id, *tokenizer.encode("ab"), tokenizer.unk_id, tokenizer.eos_id]
+    assert val.info["overlap"] is None and val.info["split_method"] == "val_inputs"
+
+
+def test_validation_is_deduplicated_within_its_own_split_only(tmp_path: Path, records_csv: Path) -> None:
+    # The first training record, twice: once dropped as a duplicate inside validation, once kept there
+    # (training already holding it is not a duplicate, it is overlap, and training loses it instead).
+    val_csv = write_records_csv(tmp_path / "val.csv", [("name[Place 0], food[Greek]", "Place 0 serves food, review 0.")] * 2)
+    info = prepare_dataset([records_csv], tmp_path / "out", PrepareConfig(source_column="mr", target_column="ref", tokenizer="char",
+                                                                        val_inputs=[val_csv]))
+    assert {step["step"]: step["removed"] for step in info["val_cleaning"]["steps"]}["exact_duplicates"] == 1
+    assert info["splits"]["val"]["records"] == 1 and info["overlap"] == {"val_sources_in_train": 1, "train_records_dropped": 5}
+    assert info["splits"]["train"]["records"] == 55
+
+
+def test_validation_holding_every_training_source_is_an_error(tmp_path: Path, records_csv: Path) -> None:
+    val_csv = write_records_csv(tmp_path / "val.csv", [(f"name[Place {i}], food[{'Thai' if i % 2 else 'Greek'}]", "x") for i in range(12)])
+    with pytest.raises(AigcError, match="all 60 training records have a source that the validation inputs also have") as error:
+        prepare_dataset([records_csv], tmp_path / "out", PrepareConfig(source_column="mr", target_column="ref", val_inputs=[val_csv]))
+    assert error.value.param == "val_inputs" and not (tmp_path / "out").exists()
+
+
+def test_a_file_cannot_be_both_training_and_validation_input(tmp_path: Path, records_csv: Path) -> None:
+    with pytest.raises(AigcError, match="given both as a training input and as --val-input") as error:
+        prepare_dataset([records_csv], tmp_path / "out", PrepareConfig(source_column="mr", target_column="ref", val_inputs=[records_csv]))
+    assert error.value.param == "val_inputs"
+
+
+def test_validation_input_without_the_columns_names_them(tmp_path: Path, records_csv: Path) -> None:
+    val_csv = write_records_csv(tmp_path / "val.csv", [("a", "b")], header=("mr", "text"))
+    with pytest.raises(AigcError, match=r"column 'ref' not found in .*val\.csv; columns are: mr, text"):
+        prepare_dataset([records_csv], tmp_path / "out", PrepareConfig(source_column="mr", target_column="ref", val_inputs=[val_csv]))
+
+
+# ---------------------------------------------------------------- Chinese text
+def test_advertisegen_summaries_round_trip_with_their_full_width_punctuation(tmp_path: Path, shared_data: Path) -> None:
+    lines = (shared_data / "advertisegen" / "dev.json").read_text(encoding="utf-8").splitlines()
+    originals = [json.loads(line) for line in lines]
+    # A zero-width space and a control character are the only things cleaning may take out of a summary.
+    with_noise = [dict(row, summary=row["summary"].replace("，", "，\u200b", 1) + "\x07") for row in originals]
+    path = tmp_path / "dev.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in with_noise), encoding="utf-8")
+    info = prepare_dataset([path], tmp_path / "out", PrepareConfig(source_column="content", target_column="summary", vocab_size=1024))
+    expected = {(row["content"], row["summary"]) for row in originals}
+    decoded = set()
+    for split in ("train", "val"):
+        dataset = TokenDataset(tmp_path / "out", split)
+        decoded |= {dataset.decode_record(index) for index in range(dataset.num_records)}
+    # Every kept summary decodes to exactly its original; only near-duplicates (one pair in this file) are dropped.
+    assert decoded <= expected and len(decoded) == info["num_records_kept"]
+    assert {step["step"] for step in info["cleaning"] if step["removed"]} <= {"normalized_duplicates"}
+    assert all(any(mark in summary for _, summary in decoded) for mark in "，；！？％：")

@@ -157,6 +157,7 @@ def test_num_beams_above_one_returns_the_best_beams(model, tokenizer, encode):
     ("prompts", "max_length", "message"),
     [
         ([[]], None, "prompt is empty"),
+        ([1, 2, 3], None, "prompt 0 must be a list of token ids, got int"),
         ([[1, 10_000]], None, "token id 10000, outside the model's vocabulary"),
         ([[1] * 70], None, f"prompt is 70 tokens; the model's context is {CONTEXT}"),
         ([[1], [1] * CONTEXT], None, f"prompt 1 is {CONTEXT} tokens"),
@@ -225,5 +226,5 @@ def test_stream_holds_back_the_start_of_a_stop_string(model, tokenizer, encode):
 @pytest.mark.parametrize("field", ["n", "num_beams"])
 def test_stream_returns_one_candidate_only(trained_gpt, tokenizer, field):
     with pytest.raises(AigcError, match=f"{field}=2") as error:
-        next(stream(trained_gpt, tokenizer, [1], SamplingParams(**{field: 2})))
+        stream(trained_gpt, tokenizer, [1], SamplingParams(**{field: 2}))  # raised at the call, before iterating
     assert error.value.param == field

@@ -31,10 +31,15 @@ def assert_one_line_error(code: int, stderr: str, expected: str) -> None:
     assert "Traceback" not in stderr
 
 
-def test_tiny_run_succeeds_and_prints_where_the_model_is(monkeypatch, capsys, tmp_path: Path, shakespeare_dataset: Path) -> None:
-    code, stdout, _ = run_cli(monkeypatch, capsys, "--data", shakespeare_dataset, *TINY_FLAGS, "--out", tmp_path / "run")
+def test_finished_run_prints_where_the_model_is_and_its_out_cannot_be_reused_without_resume(
+    monkeypatch, capsys, tmp_path: Path, shakespeare_dataset: Path
+) -> None:
+    arguments = ["--data", shakespeare_dataset, *TINY_FLAGS, "--out", tmp_path / "run"]
+    code, stdout, _ = run_cli(monkeypatch, capsys, *arguments)
     assert code == 0
     assert "finished after 4 steps" in stdout and f"model directory: {tmp_path / 'run'}" in stdout
+    code, _, stderr = run_cli(monkeypatch, capsys, *arguments)
+    assert_one_line_error(code, stderr, "holds an earlier run; pass --resume to continue it or choose another --out")
 
 
 def test_data_directory_not_prepared(monkeypatch, capsys, tmp_path: Path) -> None:
@@ -64,20 +69,12 @@ def test_recipe_with_unknown_key(monkeypatch, capsys, tmp_path: Path, shakespear
     recipe = tmp_path / "recipe.toml"
     recipe.write_text("[schedule]\nmax_iters = 10\n", encoding="utf-8")
     code, _, stderr = run_cli(monkeypatch, capsys, "--data", shakespeare_dataset, "--config", recipe, "--out", tmp_path / "run")
-    assert_one_line_error(code, stderr, "unknown key 'max_iters'; valid keys are: max_steps")
+    assert_one_line_error(code, stderr, "[schedule]: unknown key 'max_iters'; valid keys are: max_steps")
 
 
 def test_resume_without_a_checkpoint(monkeypatch, capsys, tmp_path: Path) -> None:
     code, _, stderr = run_cli(monkeypatch, capsys, "--out", tmp_path / "run", "--resume")
     assert_one_line_error(code, stderr, "no checkpoint at")
-
-
-def test_out_holding_a_run_needs_resume_or_another_out(monkeypatch, capsys, tmp_path: Path, shakespeare_dataset: Path) -> None:
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / "config.json").write_text("{}", encoding="utf-8")
-    code, _, stderr = run_cli(monkeypatch, capsys, "--data", shakespeare_dataset, *TINY_FLAGS, "--out", out)
-    assert_one_line_error(code, stderr, "pass --resume to continue it or choose another --out")
 
 
 @pytest.mark.parametrize(("flag", "value"), [("--batch-size", 0), ("--max-steps", 0), ("--eval-interval", -5), ("--block-size", 0)])

@@ -79,6 +79,8 @@ def test_resume_after_sigkill_continues_the_uninterrupted_loss_curve(tmp_path: P
         assert row["train_loss"] == pytest.approx(reference[row["step"]]["train_loss"], abs=1e-6), row["step"]
         if row["val_loss"] is not None:
             assert row["val_loss"] == pytest.approx(reference[row["step"]]["val_loss"], abs=1e-6), row["step"]
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert f"--out {out} --data {shakespeare_dataset}" in card and f"--out {out} --resume" in card  # both sessions
     reference_weights = load_file(tmp_path / "reference" / "model.safetensors")
     for name, tensor in load_file(out / "model.safetensors").items():
         assert (tensor - reference_weights[name]).abs().max().item() < 1e-6, name

@@ -103,7 +103,7 @@ def test_adamw_decays_matrices_but_not_gains_or_biases() -> None:
 def test_fresh_run_into_a_directory_with_files_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.jsonl").write_text("", encoding="utf-8")
-    with pytest.raises(AigcError, match="pass --resume to continue it or choose another --out"):
+    with pytest.raises(AigcError, match="already holds files; choose another --out"):
         Trainer(PullTowardsTwoTask(), pull_config(), tmp_path / "run").fit()
 
 

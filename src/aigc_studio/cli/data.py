@@ -1,7 +1,7 @@
 """``aigc data``: prepare a dataset directory, inspect one, download the public data sets.
 
     aigc data download e2e --out var/raw/e2e --mirror ../shared/data
-    aigc data prepare var/raw/e2e/trainset.csv --source-col mr --target-col ref --out var/data/e2e
+    aigc data prepare var/raw/e2e/trainset.csv --val-input var/raw/e2e/devset.csv --source-col mr --target-col ref --out var/data/e2e
     aigc data inspect var/data/e2e
 
 Each command parses its flags, calls one library function and prints the result with Rich.
@@ -21,6 +21,7 @@ from rich.text import Text
 from aigc_studio.data.dataset import TokenDataset, read_dataset_info
 from aigc_studio.data.download import MIRROR_ENV_VAR, REGISTRY, download_dataset
 from aigc_studio.data.prepare import PrepareConfig, prepare_dataset
+from aigc_studio.errors import AigcError
 
 app = typer.Typer(help="Prepare, inspect and download data sets.", no_args_is_help=True)
 
@@ -37,7 +38,12 @@ def prepare(
     text_col: Optional[str] = typer.Option(None, "--text-col", help="Column with plain text (language-model data)."),
     tokenizer: str = typer.Option(_DEFAULTS.tokenizer, "--tokenizer", help="bpe (byte-level, any language) or char."),
     vocab_size: int = typer.Option(_DEFAULTS.vocab_size, "--vocab-size", help="BPE vocabulary size (ignored by char)."),
-    val_fraction: float = typer.Option(_DEFAULTS.val_fraction, "--val-fraction", help="Share held out for validation, in (0, 0.5]."),
+    val_fraction: Optional[float] = typer.Option(
+        None, "--val-fraction", help=f"Share held out for validation, in (0, 0.5] (default {_DEFAULTS.val_fraction})."
+    ),
+    val_inputs: Optional[list[Path]] = typer.Option(
+        None, "--val-input", metavar="FILE", help="Validation file (repeatable), instead of --val-fraction; same format and columns as INPUTS."
+    ),
     seed: int = typer.Option(_DEFAULTS.seed, "--seed", help="Seed of the grouped train/val split."),
     min_chars: int = typer.Option(_DEFAULTS.min_chars, "--min-chars", help="Drop targets (or texts) shorter than this."),
     max_chars: Optional[int] = typer.Option(None, "--max-chars", help="Drop targets (or texts) longer than this."),
@@ -46,10 +52,14 @@ def prepare(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a dataset already prepared in --out."),
 ) -> None:
     """Clean, split, tokenise and shard INPUT files into a dataset directory for `aigc train`."""
+    if val_inputs and val_fraction is not None:
+        raise AigcError("pass either --val-fraction or --val-input, not both: validation files are the whole validation split",
+                        param="val_fraction")
     config = PrepareConfig(
         input_format=input_format, source_column=source_col, target_column=target_col, text_column=text_col,
         min_chars=min_chars, max_chars=max_chars, deduplicate=deduplicate, tokenizer=tokenizer, vocab_size=vocab_size,
-        val_fraction=val_fraction, seed=seed, shard_tokens=shard_tokens, overwrite=overwrite,
+        val_fraction=_DEFAULTS.val_fraction if val_fraction is None else val_fraction, val_inputs=list(val_inputs or []),
+        seed=seed, shard_tokens=shard_tokens, overwrite=overwrite,
     )
     console = Console()
     with console.status("preparing the dataset..."):
@@ -95,25 +105,45 @@ def download(
 
 
 def dataset_summary_table(info: dict[str, Any], title: str) -> Table:
-    """A Rich table of a dataset.json: inputs, cleaning counts, tokenizer and split sizes."""
+    """A Rich table of a dataset.json: inputs, cleaning counts, tokenizer, how the split was made and its sizes."""
     table = Table(title=Text(title), show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
     columns = ", ".join(f"{role}={column}" for role, column in info["columns"].items())
     table.add_row("format", Text(f"{info['format']} (columns: {columns})"))
-    for item in info["inputs"]:
-        table.add_row("input", Text(f"{item['path']} ({item['format']}, {item['rows']:,} rows, sha256 {item['sha256'][:12]}…)"))
-    table.add_row("read", f"{info['num_records_read']:,}")
-    for step in info["cleaning"]:
-        table.add_row(f"  {step['step']}", f"{step['before']:,} → {step['after']:,} (-{step['removed']:,})")
-    table.add_row("kept", f"{info['num_records_kept']:,}")
+    _add_inputs_and_cleaning(table, "", info["inputs"], info["cleaning"], info["num_records_read"], info["num_records_kept"])
+    # Datasets prepared before validation inputs existed have none of these keys.
+    val_cleaning = info.get("val_cleaning")
+    if val_cleaning is not None:
+        _add_inputs_and_cleaning(table, "val ", info["val_inputs"], val_cleaning["steps"],
+                                 val_cleaning["num_records_read"], val_cleaning["num_records_kept"])
     tokenizer = info["tokenizer"]
     table.add_row("tokenizer", f"{tokenizer['kind']}, vocab {tokenizer['vocab_size']:,}, ids stored as {info['dtype']}")
+    if info.get("split_method") == "val_inputs":
+        table.add_row("split", "validation = the --val-input files")
+    else:
+        table.add_row("split", f"val_fraction {info['val_fraction']}, seed {info['seed']}")
+    overlap = info.get("overlap")
+    if overlap is not None:
+        table.add_row("overlap", Text(
+            f"{overlap['val_sources_in_train']:,} validation sources also occur in the training inputs; "
+            f"their {overlap['train_records_dropped']:,} training records were dropped, so no source is in both splits"
+        ))
     for split, sizes in info["splits"].items():
         sources = f", {sizes['sources']:,} sources" if "sources" in sizes else ""
         table.add_row(split, f"{sizes['records']:,} records{sources}, {sizes['tokens']:,} tokens, {len(sizes['shards'])} shard(s)")
-    table.add_row("split", f"val_fraction {info['val_fraction']}, seed {info['seed']}")
     return table
+
+
+def _add_inputs_and_cleaning(
+    table: Table, prefix: str, inputs: list[dict[str, Any]], cleaning: list[dict[str, Any]], read: int, kept: int
+) -> None:
+    for item in inputs:
+        table.add_row(f"{prefix}input", Text(f"{item['path']} ({item['format']}, {item['rows']:,} rows, sha256 {item['sha256'][:12]}…)"))
+    table.add_row(f"{prefix}read", f"{read:,}")
+    for step in cleaning:
+        table.add_row(f"  {step['step']}", f"{step['before']:,} → {step['after']:,} (-{step['removed']:,})")
+    table.add_row(f"{prefix}kept", f"{kept:,}")
 
 
 def _samples_table(dataset: TokenDataset, samples: int) -> Table:

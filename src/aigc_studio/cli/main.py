@@ -11,8 +11,9 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from aigc_studio.cli import data, generate, train
+from aigc_studio.cli import data, evaluate, generate, safety, train, write
 from aigc_studio.errors import AigcError
 
 app = typer.Typer(
@@ -25,6 +26,10 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.command("train")(train.train)
 app.command("generate")(generate.generate)
+app.add_typer(safety.pii_app, name="pii")
+app.command("moderate")(safety.moderate)
+app.command("write")(write.write)
+app.add_typer(evaluate.app, name="eval")
 
 USER_ERROR_EXIT_CODE = 2
 
@@ -34,7 +39,7 @@ def main() -> None:
     try:
         app()
     except AigcError as error:
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {error}", soft_wrap=True)
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
         sys.exit(USER_ERROR_EXIT_CODE)
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from aigc_studio.training.config import FLAG_PATHS
 from aigc_studio.training.run import run_training
@@ -82,14 +83,14 @@ def train(
         "threads": threads,
     }
     overrides = {FLAG_PATHS[name]: value for name, value in flags.items()}
-    program = _program_name()
+    invocation, arguments = _invocation()
     console = Console(highlight=False, soft_wrap=True)  # whole lines, so printed commands copy and paste
     result = run_training(
-        out, config_path=config, overrides=overrides, resume=resume, command=shlex.join([*program, *sys.argv[1:]]), console=console
+        out, config_path=config, overrides=overrides, resume=resume, command=shlex.join([*invocation, *arguments]), console=console
     )
     if result.status == "interrupted":
-        resume_command = shlex.join([*program, *(["train"] if program == ["aigc"] else []), "--out", str(out), "--resume"])
-        console.print(f"stopped at step {result.step}; resume with: {resume_command}")
+        resume_command = shlex.join([*invocation, "--out", str(out), "--resume"])
+        console.print(f"stopped at step {result.step}; resume with: {escape(resume_command)}")
         raise typer.Exit(INTERRUPTED_EXIT_CODE)
     how = "stopped early (no improvement)" if result.status == "early_stopped" else "finished"
     console.print(f"[bold green]{how}[/] after {result.step} steps in {result.wall_time_s:.1f} s "
@@ -97,11 +98,12 @@ def train(
     if result.best_val_loss is not None:
         extra = "".join(f", {name} {value:.3f}" for name, value in result.eval_metrics.items())
         console.print(f"best val loss {result.best_val_loss:.4f}{extra} at step {result.best_step}")
-    console.print(f"model directory: {result.run_directory}")
+    console.print(f"model directory: {escape(str(result.run_directory))}")
 
 
-def _program_name() -> list[str]:
-    """How this process was started, so the model card and the resume hint repeat it exactly."""
+def _invocation() -> tuple[list[str], list[str]]:
+    """How this process was started (``aigc train`` or ``python -m aigc_studio.training``) and with which flags,
+    so that the model card and the resume hint repeat them exactly."""
     if Path(sys.argv[0]).name == "__main__.py":
-        return ["python", "-m", "aigc_studio.training"]
-    return ["aigc"]
+        return ["python", "-m", "aigc_studio.training"], sys.argv[1:]
+    return ["aigc", "train"], sys.argv[2:]

@@ -42,8 +42,6 @@ DATASET_FORMAT_VERSION = 1
 DATASET_INFO_FILE = "dataset.json"
 TOKENIZER_FILE = "tokenizer.json"
 SPLITS: tuple[str, ...] = ("train", "val")
-# How the validation split was made, as dataset.json records it.
-SPLIT_METHODS: tuple[str, ...] = ("fraction", "val_inputs")
 # Rows of a records index: where the record starts in its .bin, how many tokens it has, and the position
 # (relative to the record start) of its first target token, i.e. just after <sep>.
 INDEX_COLUMNS: tuple[str, ...] = ("offset", "length", "target_start")
@@ -184,18 +182,20 @@ def prepare_dataset(inputs: Sequence[str | Path], out_dir: str | Path, config: P
     cleaner = RecordCleaner(config.cleaning_config())
     corpus, input_reports = _read_corpus(tables, dataset_format, columns, cleaner)
     cleaner.raise_if_empty(unit)
-    val_cleaner = RecordCleaner(config.cleaning_config())
-    val_corpus, val_input_reports = _read_corpus(val_tables, dataset_format, columns, val_cleaner)
+    val_corpus, val_input_reports, val_cleaning = None, [], None
     if val_tables:
+        # A cleaner of its own, so de-duplication stays within each split (step 3 keeps sources apart).
+        val_cleaner = RecordCleaner(config.cleaning_config())
+        val_corpus, val_input_reports = _read_corpus(val_tables, dataset_format, columns, val_cleaner)
         val_cleaner.raise_if_empty(f"validation {unit}")
+        val_cleaning = {"steps": val_cleaner.report(), "num_records_read": val_cleaner.records_read,
+                        "num_records_kept": val_cleaner.records_kept}
     # 3. split
     overlap = None
     if dataset_format == "records":
-        train, val, overlap = _split_records(corpus, val_corpus if val_tables else None, config)
-    elif val_tables:
-        train, val = [_TextPiece(document) for document in corpus.documents], [_TextPiece(document) for document in val_corpus.documents]
+        train, val, overlap = _split_records(corpus, val_corpus, config)
     else:
-        train, val = split_text_documents(corpus.documents, config.val_fraction)
+        train, val = _split_text(corpus, val_corpus, config)
     # Only now that the new data is known to be usable does a previous dataset there go.
     _clear_output_directory(out_dir)
     # 4-5. train the tokenizer on the training split, tokenise and write the shards
@@ -214,11 +214,7 @@ def prepare_dataset(inputs: Sequence[str | Path], out_dir: str | Path, config: P
         "cleaning": cleaner.report(),
         "num_records_read": cleaner.records_read,
         "num_records_kept": cleaner.records_kept,
-        "val_cleaning": {
-            "steps": val_cleaner.report(),
-            "num_records_read": val_cleaner.records_read,
-            "num_records_kept": val_cleaner.records_kept,
-        } if val_tables else None,
+        "val_cleaning": val_cleaning,
         "tokenizer": {
             "kind": config.tokenizer,
             "vocab_size": tokenizer.vocab_size,
@@ -473,7 +469,9 @@ def _select_records(corpus: _Corpus, keep: np.ndarray) -> _Corpus:
     return _Corpus(sources=[corpus.sources[row] for row in rows], targets=[corpus.targets[row] for row in rows])
 
 
-def _split_records(corpus: _Corpus, val_corpus: _Corpus | None, config: PrepareConfig) -> tuple[_Corpus, _Corpus, dict[str, int] | None]:
+def _split_records(
+    corpus: _Corpus, val_corpus: _Corpus | None, config: PrepareConfig
+) -> tuple[_Corpus, _Corpus, dict[str, int] | None]:
     """``(train, val, overlap)``: a grouped ``val_fraction`` split, or the validation inputs as they are.
 
     With validation inputs, ``overlap`` counts the validation sources that also occur in the training
@@ -498,6 +496,13 @@ def _split_records(corpus: _Corpus, val_corpus: _Corpus | None, config: PrepareC
         "train_records_dropped": int(in_val.sum()),
     }
     return _select_records(corpus, ~in_val), val_corpus, overlap
+
+
+def _split_text(corpus: _Corpus, val_corpus: _Corpus | None, config: PrepareConfig) -> tuple[list[_TextPiece], list[_TextPiece]]:
+    """``(train, val)``: the contiguous ``val_fraction`` tail split, or every document of each side whole."""
+    if val_corpus is None:
+        return split_text_documents(corpus.documents, config.val_fraction)
+    return [_TextPiece(document) for document in corpus.documents], [_TextPiece(document) for document in val_corpus.documents]
 
 
 def _write_records(train: _Corpus, val: _Corpus, out_dir: Path, config: PrepareConfig) -> tuple[TextTokenizer, dict[str, Any]]:

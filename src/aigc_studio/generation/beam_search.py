@@ -52,9 +52,9 @@ class _Beam:
     top_logprobs: list[dict[int, float]] = field(default_factory=list)
     searched: int = 0
 
-    def extended(self, token_id: int, logprob: float, top: dict[int, float] | None, searched: int) -> _Beam:
+    def extended(self, token_id: int, logprob: float, top: dict[int, float] | None) -> _Beam:
         return _Beam(self.token_ids + [token_id], self.logprobs + [logprob],
-                     self.top_logprobs + ([top] if top is not None else []), searched)
+                     self.top_logprobs + ([top] if top is not None else []), self.searched)
 
 
 @dataclass
@@ -159,7 +159,7 @@ def beam_search(
                     break
                 beam_index, token_id = divmod(pair, vocab_size)
                 top_dict = dict(zip(*top_rows[beam_index])) if top_rows is not None else None
-                beam = beams[beam_index].extended(token_id, logprob, top_dict, beams[beam_index].searched)
+                beam = beams[beam_index].extended(token_id, logprob, top_dict)
                 reason, text = _stop_reason(beam, tokenizer, params, eos_token_ids, longest_stop)
                 if reason is not None:
                     if rank < num_beams:

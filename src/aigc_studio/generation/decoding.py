@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from numbers import Integral
 
 import torch
 from torch import nn
@@ -71,6 +72,9 @@ def check_prompts(prompts: Sequence[Sequence[int]], vocab_size: int, context: in
         raise AigcError("no prompts given; pass at least one prompt", param="prompt")
     for index, prompt in enumerate(prompts):
         where = "prompt" if len(prompts) == 1 else f"prompt {index}"
+        if not isinstance(prompt, (list, tuple)) or not all(isinstance(token, Integral) for token in prompt):
+            raise AigcError(f"{where} must be a list of token ids, got {type(prompt).__name__}; "
+                            "pass one list of ints per prompt", param="prompt")
         if len(prompt) == 0:
             raise AigcError(f"{where} is empty; start it with at least the <bos> token", param="prompt")
         if min(prompt) < 0 or max(prompt) >= vocab_size:

@@ -116,8 +116,12 @@ class MinTokens:
     def __call__(self, logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
         if token_ids.size(1) - self.prompt_length >= self.min_tokens:
             return logits
-        eos = torch.tensor(self.eos_token_ids, dtype=torch.long, device=logits.device)
-        return logits.index_fill(1, eos, float("-inf"))
+        out = logits.clone()
+        # One column at a time with plain int indices: an index tensor built here would be a host-to-device
+        # copy (and on CUDA a synchronisation) every step.
+        for token_id in self.eos_token_ids:
+            out[:, token_id] = float("-inf")
+        return out
 
 
 @dataclass(frozen=True)
@@ -132,15 +136,17 @@ class Temperature:
 
 @dataclass(frozen=True)
 class TopK:
-    """Keep the ``k`` highest logits of each row (ties with the k-th are kept too), drop the rest."""
+    """Keep the ``k`` highest logits of each row, drop the rest (of tokens tied at the k-th value, topk's
+    choice is kept, so exactly k remain)."""
 
     k: int
 
     def __call__(self, logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
         if self.k >= logits.size(-1):
             return logits
-        kth_best = logits.topk(self.k, dim=-1).values[:, -1:]  # (B, 1)
-        return logits.masked_fill(logits < kth_best, float("-inf"))
+        best = logits.topk(self.k, dim=-1, sorted=False)  # (B, k)
+        # Writing k values into a fresh -inf tensor is several times faster than comparing and masking all V.
+        return torch.full_like(logits, float("-inf")).scatter_(1, best.indices, best.values)
 
 
 @dataclass(frozen=True)

@@ -60,10 +60,11 @@ class _Candidate:
     finish_reason: FinishReason | None = None
 
     def to_completion(self, with_top_logprobs: bool) -> Completion:
+        assert self.finish_reason is not None, "every candidate finishes within its budget"
         return Completion(
             token_ids=self.token_ids,
             text=self.text,
-            finish_reason=self.finish_reason or "length",
+            finish_reason=self.finish_reason,
             logprobs=self.logprobs,
             top_logprobs=self.top_logprobs if with_top_logprobs else None,
             cumulative_logprob=math.fsum(self.logprobs),
@@ -288,7 +289,6 @@ def generate(
             for index, prompt in enumerate(prompts)]
 
 
-@torch.inference_mode()
 def stream(
     model: nn.Module,
     tokenizer: TextTokenizer,
@@ -309,11 +309,11 @@ def stream(
             ``params.num_beams`` must be 1.
         prompt_ids: the token ids of the prompt.
 
-    Yields:
-        One :class:`StreamEvent` per generated token; the last one has ``finish_reason`` set.
+    Returns:
+        An iterator of :class:`StreamEvent`, one per generated token; the last one has ``finish_reason`` set.
 
     Raises:
-        AigcError: as for :func:`generate`, or ``n``/``num_beams`` above 1.
+        AigcError: (at the call, before any token) as for :func:`generate`, or ``n``/``num_beams`` above 1.
     """
     for name in ("n", "num_beams"):
         if getattr(params, name) != 1:
@@ -321,10 +321,23 @@ def stream(
                             "or call generate", param=name)
     context, eos_token_ids = _prepare(model, tokenizer, [prompt_ids], params, max_length)
     candidate = _Candidate(0, 0, new_token_budget(len(prompt_ids), params, context))
+    return _stream_events(model, tokenizer, prompt_ids, candidate, params, eos_token_ids, logits_processors or ())
+
+
+@torch.inference_mode()
+def _stream_events(
+    model: nn.Module,
+    tokenizer: TextTokenizer,
+    prompt_ids: Sequence[int],
+    candidate: _Candidate,
+    params: SamplingParams,
+    eos_token_ids: tuple[int, ...],
+    logits_processors: Sequence[LogitsProcessor],
+) -> Iterator[StreamEvent]:
     emitted = 0  # characters of the text already sent
     with eval_mode(model):
         for _ in _decode(model, tokenizer, [prompt_ids], [candidate], params, eos_token_ids=eos_token_ids,
-                         extra_processors=logits_processors or (), text_every_step=True):
+                         extra_processors=logits_processors, text_every_step=True):
             text = candidate.text
             if candidate.finish_reason is None:
                 settled = text.rstrip(REPLACEMENT_CHARACTER)

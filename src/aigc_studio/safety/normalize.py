@@ -15,10 +15,11 @@ Steps of :func:`normalize` (moderation), in order:
 4. Cyrillic and Greek look-alikes map to the Latin letter they imitate (``кіll`` reads ``kill``);
 5. traditional Chinese characters become simplified ones (``殺`` reads ``杀``) with zhconv.
 
-Two evasions are *not* undone here because undoing them needs context a character map does not have:
-letters spaced out by separators (``k i l l``, ``k.i.l.l``) and leetspeak (``k1ll``, ``$c@m``). A digit is
-only a letter inside a word (``100`` must stay a number), so moderation resolves both when it compiles a
-lexicon term, using :data:`LEET_EQUIVALENTS` and :data:`SEPARATOR_CLASS`.
+Two evasions are *not* undone by :func:`normalize` because undoing them needs context a character map does
+not have: letters spaced out by separators (``k i l l``, ``k.i.l.l``) and leetspeak (``k1ll``, ``$c@m``).
+A digit is only a letter inside a word (``100`` must stay a number), so moderation resolves both when it
+compiles a lexicon term, using :data:`LEET_EQUIVALENTS` and :data:`SEPARATOR_CLASS`; for free-form regular
+expressions, :func:`collapse_spelled_out` offers a second view with spelt-out runs joined.
 
 :func:`fold_width` is the light version used for personal data: steps 1 and 2 without dropping accents, so
 full-width digits and ``＠`` are recognised but names keep their letters.
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -103,7 +104,7 @@ def _fold_width(char: str) -> str:
     return unicodedata.normalize("NFKC", char)
 
 
-def _map_characters(text: str, fold) -> NormalizedText:
+def _map_characters(text: str, fold: Callable[[str], str]) -> NormalizedText:
     pieces: list[str] = []
     origin: list[int] = []
     for index, char in enumerate(text):

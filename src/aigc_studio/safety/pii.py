@@ -114,7 +114,11 @@ def luhn_valid(number: str) -> bool:
 # Discover/RuPay/UnionPay 6 (UnionPay 62), Maestro 50/56-58.
 _CARD_PREFIX = re.compile(r"4|5[0-8]|2(?:22[1-9]|2[3-9]|[3-6]|7[01]|720)|3[0-8]|6")
 # How people group card digits: none, fours (the last group may be shorter), Amex 4-6-5, Diners 4-6-4.
-_CARD_GROUPINGS = re.compile(r"\d{13,19}|\d{4}(?P<sep>[ -])\d{4}(?:(?P=sep)\d{4}){1,2}(?:(?P=sep)\d{1,4})?|\d{4}(?P<sep2>[ -])\d{6}(?P=sep2)\d{4,5}")
+_CARD_GROUPINGS = re.compile(
+    r"\d{13,19}"
+    r"|\d{4}(?P<sep>[ -])\d{4}(?:(?P=sep)\d{4}){1,2}(?:(?P=sep)\d{1,4})?"
+    r"|\d{4}(?P<amex>[ -])\d{6}(?P=amex)\d{4,5}"
+)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -145,7 +149,7 @@ _PHONE_PATTERNS = (
 )
 _PHONE = re.compile(_DIGITS_BEFORE + "(?:" + "|".join(_PHONE_PATTERNS) + ")" + _DIGITS_AFTER)
 
-_CN_ID = re.compile(_DIGITS_BEFORE + r"\d{6}[ \-]?\d{8}[ \-]?\d{3}[0-9Xx]" + r"(?![0-9A-Za-z])(?![ .\-][0-9])")
+_CN_ID = re.compile(_DIGITS_BEFORE + r"\d{6}[ \-]?\d{8}[ \-]?\d{3}[0-9Xx]" + _DIGITS_AFTER)
 _BANK_CARD = re.compile(_DIGITS_BEFORE + r"\d(?:[ \-]?\d){12,18}" + _DIGITS_AFTER)
 _IPV4 = re.compile(r"(?<![0-9A-Za-z.])(?:\d{1,3}\.){3}\d{1,3}(?![0-9A-Za-z]|\.[0-9])")
 _IPV6 = re.compile(
@@ -155,9 +159,9 @@ _IPV6 = re.compile(
 
 # Numbers right after these words are order, tracking, invoice or product numbers, not personal data.
 _NON_PERSONAL_CUE = re.compile(
-    r"(?<![A-Za-z])(?:order|tracking|invoice|waybill|parcel|shipment|sku|ref(?:erence)?|transaction|serial|model|coupon|"
-    r"voucher|version|ver\.?|build|barcode|ean|isbn|订单|单号|运单|快递|物流|发票|流水|交易|货号|批号|型号|序列号|"
-    r"券码|兑换码|条形码|条码|版本)"
+    r"(?<![A-Za-z])(?:order|tracking|invoice|waybill|parcel|shipment|sku|ref(?:erence)?|transaction|serial|"
+    r"model|coupon|voucher|version|ver\.?|build|barcode|ean|isbn|"
+    r"订单|单号|运单|快递|物流|发票|流水|交易|货号|批号|型号|序列号|券码|兑换码|条形码|条码|版本)"
     r"\s*(?:no\.?|number|num|id|code|#|号码?|编号)?\s*[:：#]?\s*$",
     re.IGNORECASE,
 )
@@ -177,7 +181,7 @@ _NAME_WORD = r"(?!(?:" + "|".join(sorted(_NOT_NAME_WORDS)) + r")\b)" + _NAME_TOK
 _NAME = rf"{_NAME_WORD}(?:[ ]{_NAME_WORD}){{0,2}}"
 _ENGLISH_NAME_CUES = (
     re.compile(rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Mister)\.?[ ]+(?P<name>{_NAME})\b"),
-    re.compile(rf"\b(?:Dear|Hi|Hello|Hey)[ ]+(?P<name>{_NAME})(?=[ ]*[,!:\n])"),
+    re.compile(rf"\b(?:Dear|Hi|Hello|Hey)[ ]+(?P<name>{_NAME})(?=[ ]*[,:\n])"),
     re.compile(rf"\b(?:[Mm]y name is|[Nn]ame[ ]*:)[ ]*(?P<name>{_NAME})\b"),
 )
 
@@ -190,7 +194,7 @@ CHINESE_SURNAMES: tuple[str, ...] = tuple(
     牛 樊 葛 邢 安 齐 易 乔 伍 庞 颜 倪 庄 聂 章 鲁 岳 翟 殷 詹 申 欧 耿 关 兰 焦 俞 左 柳 甘 祝 包 宁 尚 符
     舒 阮 柯 纪 梅 童 凌 毕 单 季 裴 霍 涂 成 苗 谷 盛 曲 翁 冉 骆 蓝 路 游 辛 靳 管 柴 蒙 鲍 华 喻 祁 蒲
     房 滕 屈 饶 解 牟 艾 尤 阳 时 穆 农 司 卓 古 吉 缪 简 车 项 连 芦 麦 褚 娄 窦 戚 岑 景 党 宫 费 卜 冷
-    晏 席 卫 米 柏 宗 瞿 桂 全 佟 应 臧 闵 苟 邬 边 卞 姬 师 和 仇 栾 隋 商 刁 沙 荣 巫 寇 桑 郎 甄 丛 仲
+    晏 席 卫 米 柏 宗 瞿 桂 全 佟 应 臧 闵 苟 邬 边 卞 姬 师 仇 栾 隋 商 刁 沙 荣 巫 寇 桑 郎 甄 丛 仲
     虞 敖 巩 明 佘 池 查 麻 苑 迟 邝 陳 劉 張 黃 趙 吳 孫 馬 鄭 謝 許 韓 馮 鄧 蕭 潘 蔣 葉 蘇 呂 盧 鍾 譚
     陸 賈 韋 鄒 閻 龍 賀 顧 龔 萬 錢 嚴 湯 楊 羅 歐""".split()
 )
@@ -211,7 +215,9 @@ _CHINESE_NAME_AFTER_CUE = re.compile(
 _CHINESE_NAME_BEFORE_HONORIFIC = re.compile(rf"{_SURNAME}{_GIVEN_CHAR}{{0,2}}")
 _HONORIFIC_AT = re.compile(_HONORIFIC)
 # Words whose last character is also a surname; a name does not start inside them ("感谢马云先生").
-_WORDS_ENDING_IN_SURNAME = frozenset("感谢 多谢 谢谢 致谢 答谢 关于 对于 由于 属于 位于 等于 至于 面向 转向 一向 方向 同时 及时 按时 准时 随时".split())
+_WORDS_ENDING_IN_SURNAME = frozenset(
+    "感谢 多谢 谢谢 致谢 答谢 关于 对于 由于 属于 位于 等于 至于 面向 转向 一向 方向 同时 及时 按时 准时 随时".split()
+)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -301,12 +307,18 @@ def _names(text: str) -> Iterator[_Candidate]:
         yield _Candidate("PERSON", match.start("name"), match.end("name"))
     for honorific in _HONORIFIC_AT.finditer(text):
         end = honorific.start()
-        # Longest name that ends at the honorific, starts with a surname and does not start inside a word.
-        for start in range(max(0, end - 4), end):
-            starts_inside_word = start > 0 and text[start - 1 : start + 1] in _WORDS_ENDING_IN_SURNAME
-            if _CHINESE_NAME_BEFORE_HONORIFIC.fullmatch(text, start, end) and not starts_inside_word:
-                yield _Candidate("PERSON", start, end)
-                break
+        # Names that end at the honorific and start with a surname, longest first. A longer one is passed
+        # over when it starts inside a word (感谢|马云) or with a function word that is also a surname
+        # (李先生和|王女士, 关于|张先生) and a shorter one exists.
+        valid = [
+            start
+            for start in range(max(0, end - 4), end)
+            if _CHINESE_NAME_BEFORE_HONORIFIC.fullmatch(text, start, end)
+            and not (start > 0 and text[start - 1 : start + 1] in _WORDS_ENDING_IN_SURNAME)
+        ]
+        preferred = [start for start in valid if text[start] not in _NAME_STOP_CHARS] or valid
+        if preferred:
+            yield _Candidate("PERSON", preferred[0], end)
 
 
 _DETECTORS: dict[str, Callable[[str], Iterator[_Candidate]]] = {
@@ -468,7 +480,7 @@ class PiiFileReport:
 def redact_jsonl(
     input_path: str | Path,
     output_path: str | Path,
-    mode: RedactionMode = "placeholder",
+    mode: str = "placeholder",
     *,
     hash_key: bytes | str | None = None,
 ) -> PiiFileReport:

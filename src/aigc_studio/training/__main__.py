@@ -10,6 +10,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from aigc_studio.cli.train import INTERRUPTED_EXIT_CODE, train
 from aigc_studio.errors import AigcError
@@ -24,7 +25,8 @@ def main() -> None:
     try:
         app()
     except AigcError as error:
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {error}", soft_wrap=True)
+        # Escaped: messages name recipe tables such as [model], which Rich would otherwise read as markup.
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
         sys.exit(USER_ERROR_EXIT_CODE)
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")

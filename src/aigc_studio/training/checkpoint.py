@@ -49,6 +49,7 @@ class Checkpoint:
         elapsed_s: wall time of the run so far, over all resumed sessions.
         training_s: the part of it spent in training steps (throughput is measured on this).
         metrics: the rows of ``metrics.jsonl`` so far.
+        commands: the command line of every session of the run (the first started it, the others resumed it).
         rng: the random-number generator states, from :func:`capture_rng_state`.
     """
 
@@ -63,6 +64,7 @@ class Checkpoint:
     elapsed_s: float = 0.0
     training_s: float = 0.0
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
     rng: dict[str, Any] = field(default_factory=dict)
 
 

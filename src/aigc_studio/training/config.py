@@ -166,7 +166,7 @@ class TrainConfig:
             AigcError: unknown key or wrong value type; the message names ``source`` and the key.
         """
         config = cls()
-        scalar_names = [f.name for f in dataclasses.fields(cls) if f.name not in _SECTIONS]
+        scalar_names = [f.name for f in dataclasses.fields(cls) if f.name not in ("model", *_SECTIONS)]
         for key, value in table.items():
             if key == "model":
                 if not isinstance(value, dict):
@@ -183,7 +183,8 @@ class TrainConfig:
             elif key in scalar_names:
                 _set_field(config, key, value, where=source)
             else:
-                valid = ", ".join(scalar_names + [f"[{name}]" for name in ("model", *_SECTIONS)])
+                tables = [f"[{f.name}]" for f in dataclasses.fields(cls) if f.name in ("model", *_SECTIONS)]
+                valid = ", ".join(scalar_names + tables)
                 raise AigcError(f"{source}: unknown key {key!r}; valid top-level keys and tables are: {valid}", param=key)
         return config
 

@@ -54,13 +54,14 @@ def build_model_config(arch: str, params: dict[str, Any], *, vocab_size: int, bl
     config_class = LANGUAGE_MODELS[arch][1]
     defaults = config_class()
     settable = [f.name for f in dataclasses.fields(config_class) if f.name not in _DERIVED_FIELDS]
+    checked = {}
     for name, value in params.items():
         if name in _DERIVED_FIELDS:
             raise AigcError(f"[model] {name} is not set in the recipe's [model] table; it comes from {_DERIVED_FIELDS[name]}", param=name)
         if name not in settable:
             raise AigcError(f"[model] has unknown key {name!r} for arch {arch}; valid keys are: {', '.join(settable)}", param=name)
-        params = {**params, name: check_value_type(value, getattr(defaults, name), name=name, where=f"[model] ({arch})")}
-    return config_class(**params, vocab_size=vocab_size, block_size=block_size)
+        checked[name] = check_value_type(value, getattr(defaults, name), name=name, where=f"[model] ({arch})")
+    return config_class(**checked, vocab_size=vocab_size, block_size=block_size)
 
 
 class LanguageModelTask(TrainingTask):
@@ -141,7 +142,7 @@ class LanguageModelTask(TrainingTask):
                 name=directory.name,
                 description=_card_description(self.arch, report),
                 data_description=_data_description(self.data_directory, info, self.train_data, self.val_data),
-                data_sha256={item["path"]: item["sha256"] for item in info["inputs"]},
+                data_sha256={item["path"]: item["sha256"] for item in [*info["inputs"], *info.get("val_inputs", [])]},
                 recipe=report.command,
                 num_parameters=report.num_parameters,
                 metrics=_card_metrics(report),
@@ -167,6 +168,8 @@ def _card_description(arch: str, report: RunReport) -> str:
 
 def _data_description(directory: Path, info: dict[str, Any], train: TokenDataset, val: TokenDataset) -> str:
     inputs = ", ".join(f"`{item['path']}`" for item in info["inputs"])
+    if info.get("val_inputs"):
+        inputs += " (validation: " + ", ".join(f"`{item['path']}`" for item in info["val_inputs"]) + ")"
     unit = "records" if info["format"] == "records" else "documents"
     return (
         f"Prepared with `aigc data prepare` into `{directory}` from {inputs} ({info['format']} format, "

@@ -68,4 +68,4 @@ class TrainingProgress:
     def print(self, message: str) -> None:
         """Print a line (above the bar on a terminal)."""
         if self.enabled:
-            self.console.print(message, highlight=False, soft_wrap=True)
+            self.console.print(message, markup=False, highlight=False, soft_wrap=True)

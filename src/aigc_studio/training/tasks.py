@@ -53,7 +53,7 @@ class RunReport:
     Attributes:
         config: the run's ``TrainConfig.to_dict()``.
         recipe: the same config as a TOML recipe (what ``--config`` would read to repeat the run).
-        command: the command line that started the run (the last one, when resumed).
+        command: the command lines of the run, one per line (the first started it, any others resumed it).
         status: ``"finished"``, ``"early_stopped"`` or ``"interrupted"``.
         steps: completed optimiser steps.
         best_step: the step of the saved (best) weights.

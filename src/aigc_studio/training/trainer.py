@@ -143,11 +143,12 @@ class Trainer:
         """
         config = self.config
         if resume_from is None and self.run_directory.is_dir() and any(self.run_directory.iterdir()):
-            raise AigcError(
-                f"{self.run_directory} already holds files (an earlier run?); "
-                "pass --resume to continue it or choose another --out",
-                param="out",
-            )
+            if checkpoint_path(self.run_directory).is_file():
+                raise AigcError(
+                    f"{self.run_directory} holds an earlier run; pass --resume to continue it or choose another --out",
+                    param="out",
+                )
+            raise AigcError(f"{self.run_directory} already holds files; choose another --out (or empty it)", param="out")
         # 1. device, threads and seeds, before anything random happens
         device = resolve_device(config.device)
         if config.precision == "bf16" and device.type != "cuda":
@@ -163,11 +164,19 @@ class Trainer:
             state = Checkpoint(step=0, config=config.to_dict(), model={}, optimisers={})
         else:
             state = resume_from
-            model.load_state_dict(resume_from.model)
+            try:
+                model.load_state_dict(resume_from.model)
+            except RuntimeError:  # shapes differ: e.g. --data now names a data set with another vocabulary
+                raise AigcError(
+                    "the checkpoint does not fit the model these settings build; resume with the run's original --data",
+                    param="resume",
+                ) from None
             for name, optimiser in optimisers.items():
                 optimiser.load_state_dict(resume_from.optimisers[name])
             restore_rng_state(resume_from.rng)
         state.config = config.to_dict()
+        if self.command:
+            state.commands.append(self.command)
         if self.is_writer:
             self.run_directory.mkdir(parents=True, exist_ok=True)
             atomic_write(self.run_directory / CONFIG_FILE, config.to_toml())
@@ -333,7 +342,7 @@ class Trainer:
         return RunReport(
             config=self.config.to_dict(),
             recipe=self.config.to_toml(),
-            command=self.command,
+            command="\n".join(state.commands),
             status=status,
             steps=state.step,
             best_step=state.best_step,
@@ -354,8 +363,9 @@ class Trainer:
                 raise KeyboardInterrupt
             self._stop_requested = True
 
-        # Signal handlers can only be installed from the main thread (a server thread trains without one).
-        if threading.current_thread() is not threading.main_thread():
+        # Handlers can only be installed from the main thread (a server thread trains without one), and a
+        # process started with SIGINT ignored (a background job, nohup) should keep ignoring it.
+        if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
             yield
             return
         previous = signal.signal(signal.SIGINT, request_stop)
