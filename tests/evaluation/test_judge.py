@@ -74,3 +74,10 @@ def test_bad_weights_are_errors(weights, message):
 def test_violations_must_match_the_candidates():
     with pytest.raises(AigcError, match="1 violation lists for 2 candidates"):
         rank_candidates(["a", "b"], CONTEXT, WEIGHTS, violations=[[]])
+
+
+def test_when_every_candidate_breaks_a_constraint_they_rank_by_total_and_say_so():
+    texts = ["A place.", "The Eagle is a pub by the river."]
+    ranked = rank_candidates(texts, CONTEXT, WEIGHTS, violations=[["too long"], ["too long"]])
+    assert [candidate.index for candidate in ranked] == [1, 0]
+    assert ranked[0].explanation.startswith("ranked 1st of 2 (every candidate breaks a hard constraint; this one: too long)")

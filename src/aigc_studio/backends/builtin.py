@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from aigc_studio.backends.base import BackendInfo, Candidate, GenerationResult, StreamChunk, TokenLogprob
+from aigc_studio.content.delexicalize import delexicalize, relexicalize
 from aigc_studio.errors import AigcError
 from aigc_studio.generation.beam_search import beam_search
 from aigc_studio.generation.outputs import Completion
@@ -60,6 +61,7 @@ class BuiltinBackend:
 
     def encode_prompt(self, prompt: str) -> list[int]:
         """Token ids the model is conditioned on: ``<bos> source <sep>`` or ``<bos> text``."""
+        prompt, _, _ = delexicalize(prompt, None, self.generation_config.delexicalized_slots)
         ids = [self.tokenizer.bos_id, *self.tokenizer.encode(prompt)]
         if self.info.prompt_format == "records":
             ids.append(self.tokenizer.sep_id)
@@ -76,7 +78,7 @@ class BuiltinBackend:
         return [
             GenerationResult(
                 prompt=prompt,
-                candidates=[self._candidate(completion, params) for completion in prompt_completions],
+                candidates=[self._candidate(completion, params, self._slot_values(prompt)) for completion in prompt_completions],
                 prompt_tokens=len(ids),
             )
             for prompt, ids, prompt_completions in zip(prompts, prompt_ids, completions)
@@ -85,15 +87,22 @@ class BuiltinBackend:
     def stream(self, prompt: str, params: SamplingParams) -> Iterator[StreamChunk]:
         if params.n != 1 or params.num_beams != 1:
             raise AigcError("streaming returns one candidate: set n=1 and num_beams=1", param="n")
+        slot_values = self._slot_values(prompt)
+        pending = ""  # text that may still be the start of a placeholder, held back until it is decided
         for event in stream(self.model, self.tokenizer, self.encode_prompt(prompt), params):
             logprob = None
             if params.logprobs is not None:
                 logprob = self._token_logprob(event.token_id, event.logprob, event.top_logprobs)
-            yield StreamChunk(text=event.text, logprob=logprob, finish_reason=event.finish_reason)
+            pending = relexicalize(pending + event.text, slot_values)
+            keep = 0 if event.finish_reason else _partial_placeholder_length(pending, slot_values)
+            text, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
+            yield StreamChunk(text=text, logprob=logprob, finish_reason=event.finish_reason)
 
     @torch.inference_mode()
     def score(self, prompt: str, continuation: str) -> list[TokenLogprob]:
         prompt_ids = self.encode_prompt(prompt)
+        # The model saw placeholders where the prompt's verbatim values go; score the text the same way.
+        _, continuation, _ = delexicalize(prompt, continuation, self.generation_config.delexicalized_slots)
         continuation_ids = self.tokenizer.encode(continuation)
         if self.info.prompt_format == "records":
             continuation_ids.append(self.tokenizer.eos_id)  # a complete target ends with <eos>
@@ -109,7 +118,10 @@ class BuiltinBackend:
         chosen = logprobs.gather(1, torch.tensor(continuation_ids, device=device)[:, None])[:, 0].tolist()
         return [self._token_logprob(token_id, value, None) for token_id, value in zip(continuation_ids, chosen)]
 
-    def _candidate(self, completion: Completion, params: SamplingParams) -> Candidate:
+    def _slot_values(self, prompt: str) -> dict[str, str]:
+        return delexicalize(prompt, None, self.generation_config.delexicalized_slots)[2]
+
+    def _candidate(self, completion: Completion, params: SamplingParams, slot_values: dict[str, str]) -> Candidate:
         logprobs = None
         if params.logprobs is not None:
             top = completion.top_logprobs or [None] * len(completion.token_ids)
@@ -118,7 +130,7 @@ class BuiltinBackend:
                 for token_id, value, alternatives in zip(completion.token_ids, completion.logprobs, top)
             ]
         return Candidate(
-            text=completion.text,
+            text=relexicalize(completion.text, slot_values),
             finish_reason=completion.finish_reason,
             num_tokens=len(completion.token_ids),
             logprobs=logprobs,
@@ -131,3 +143,14 @@ class BuiltinBackend:
         if alternatives:
             top = dict(zip(strings(list(alternatives)), alternatives.values()))
         return TokenLogprob(token=strings([token_id])[0], logprob=value if math.isfinite(value) else -1e9, top_logprobs=top)
+
+
+def _partial_placeholder_length(text: str, slot_values: dict[str, str]) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of a placeholder (0 if none)."""
+    longest = 0
+    for token in slot_values:
+        for length in range(min(len(token) - 1, len(text)), longest, -1):
+            if text.endswith(token[:length]):
+                longest = length
+                break
+    return longest

@@ -50,6 +50,9 @@ def prepare(
     deduplicate: bool = typer.Option(_DEFAULTS.deduplicate, "--dedup/--no-dedup", help="Drop exact and normalised duplicates."),
     shard_tokens: int = typer.Option(_DEFAULTS.shard_tokens, "--shard-tokens", help="Tokens per shard file."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a dataset already prepared in --out."),
+    delexicalize: Optional[str] = typer.Option(
+        None, "--delexicalize", metavar="SLOTS", help="Comma-separated record slots copied verbatim, replaced by placeholders (E2E: name,near)."
+    ),
 ) -> None:
     """Clean, split, tokenise and shard INPUT files into a dataset directory for `aigc train`."""
     if val_inputs and val_fraction is not None:
@@ -60,6 +63,7 @@ def prepare(
         min_chars=min_chars, max_chars=max_chars, deduplicate=deduplicate, tokenizer=tokenizer, vocab_size=vocab_size,
         val_fraction=_DEFAULTS.val_fraction if val_fraction is None else val_fraction, val_inputs=list(val_inputs or []),
         seed=seed, shard_tokens=shard_tokens, overwrite=overwrite,
+        delexicalize=[slot.strip() for slot in (delexicalize or "").split(",") if slot.strip()],
     )
     console = Console()
     with console.status("preparing the dataset..."):

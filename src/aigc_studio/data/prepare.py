@@ -35,6 +35,7 @@ import numpy as np
 from aigc_studio.data.cleaning import CleaningConfig, RecordCleaner
 from aigc_studio.data.loading import INPUT_FORMATS, InputTable, open_input
 from aigc_studio.data.tokenizer import SPECIAL_TOKENS, TOKENIZER_KINDS, TextTokenizer, train_tokenizer
+from aigc_studio.content.delexicalize import delexicalize
 from aigc_studio.errors import AigcError
 from aigc_studio.fileio import atomic_write_json, atomic_write_with, sha256_file
 
@@ -70,6 +71,9 @@ class PrepareConfig:
         shard_tokens: tokens per shard file; a record never spans two shards, so one longer than this gets a
             shard of its own.
         overwrite: replace a dataset already prepared in the output directory.
+        delexicalize: record slots whose values become placeholders in source and target (E2E's ``name``
+            and ``near``), so the model learns where a value goes instead of how to spell it; see
+            :mod:`aigc_studio.content.delexicalize`.
     """
 
     # inputs
@@ -91,6 +95,8 @@ class PrepareConfig:
     # output
     shard_tokens: int = 100_000_000
     overwrite: bool = False
+    # records
+    delexicalize: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Paths become strings so the config stays JSON: dataset.json records it.
@@ -190,6 +196,12 @@ def prepare_dataset(inputs: Sequence[str | Path], out_dir: str | Path, config: P
         val_cleaner.raise_if_empty(f"validation {unit}")
         val_cleaning = {"steps": val_cleaner.report(), "num_records_read": val_cleaner.records_read,
                         "num_records_kept": val_cleaner.records_kept}
+    if config.delexicalize:
+        if dataset_format != "records":
+            raise AigcError("--delexicalize applies to source/target records; drop it for plain text", param="delexicalize")
+        for part in (corpus, val_corpus):
+            if part is not None:
+                _delexicalize_corpus(part, config.delexicalize)
     # 3. split
     overlap = None
     if dataset_format == "records":
@@ -221,6 +233,7 @@ def prepare_dataset(inputs: Sequence[str | Path], out_dir: str | Path, config: P
             "requested_vocab_size": config.vocab_size if config.tokenizer == "bpe" else None,
             "file": TOKENIZER_FILE,
         },
+        "delexicalized_slots": list(config.delexicalize),
         "special_tokens": {"pad": tokenizer.pad_id, "bos": tokenizer.bos_id, "eos": tokenizer.eos_id, "sep": tokenizer.sep_id},
         "dtype": _token_dtype(tokenizer.vocab_size).__name__,
         "splits": splits,
@@ -268,6 +281,11 @@ def _choose_columns(tables: list[InputTable], config: PrepareConfig) -> tuple[st
                     param=f"{role}_col",
                 )
     return dataset_format, columns
+
+
+def _delexicalize_corpus(corpus: _Corpus, slots: Sequence[str]) -> None:
+    for index, (source, target) in enumerate(zip(corpus.sources, corpus.targets)):
+        corpus.sources[index], corpus.targets[index], _ = delexicalize(source, target, slots)
 
 
 def _check_inputs_are_distinct(tables: list[InputTable], val_tables: list[InputTable]) -> None:

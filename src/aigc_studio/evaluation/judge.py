@@ -128,8 +128,10 @@ def _explain(
     ordered = sorted(candidate.scores, key=lambda name: -weights[name])
     parts = ", ".join(f"{name} {_format_value(name, candidate.scores[name])} (w {weights[name]:.1f})" for name in ordered)
     head = f"ranked {_ordinal(candidate.rank)} of {count}"
-    if candidate.violations:
+    if candidate.violations and best is not None:
         head += f", after every candidate that meets the hard constraints, because of: {'; '.join(candidate.violations)}"
+    elif candidate.violations:
+        head += f" (every candidate breaks a hard constraint; this one: {'; '.join(candidate.violations)})"
     tail = f"; total {candidate.total:.2f}"
     if best is not None and best is not candidate and not candidate.violations:
         # The metric that cost the most against the winner, in weighted goodness.

@@ -17,12 +17,16 @@ import base64
 import html
 import io
 import math
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import font_manager, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -30,7 +34,7 @@ from aigc_studio.content.attributes import parse_attributes
 from aigc_studio.content.requests import parse_terms
 from aigc_studio.errors import AigcError
 from aigc_studio.evaluation import diversity, reference
-from aigc_studio.evaluation.fidelity import slot_errors
+from aigc_studio.evaluation.fidelity import SlotError, slot_errors
 from aigc_studio.evaluation.metrics import METRICS, EvalContext
 from aigc_studio.evaluation.originality import NgramIndex
 from aigc_studio.evaluation.text import has_cjk
@@ -39,6 +43,10 @@ from aigc_studio.fileio import atomic_write, atomic_write_json, read_jsonl
 # Lines shown in the report's "most slot errors" table, and slots drawn in the per-slot chart.
 WORST_LINES_SHOWN = 10
 SLOTS_PLOTTED = 30
+# Fonts with Chinese glyphs, tried in order for plot labels (AdvertiseGen slot names are Chinese); matplotlib's
+# default, DejaVu Sans, has none.
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
+             "Microsoft YaHei", "SimHei", "PingFang SC", "Heiti SC")
 
 
 @dataclass
@@ -173,6 +181,20 @@ def _attach_csv_references(lines: list[_Line], references_csv: Path, hyp_path: P
         line.references = list(found)
 
 
+def _count_slots(slots: dict[str, SlotStats], attributes: Mapping[str, str], errors: list[SlotError]) -> None:
+    """Add one line's attributes to the per-slot counts; a key's first error decides its kind."""
+    kinds: dict[str, str] = {}
+    for error in errors:
+        kinds.setdefault(error.slot, error.kind)
+    for key in attributes:
+        stats = slots.setdefault(key, SlotStats(key))
+        stats.count += 1
+        if kinds.get(key) == "missing":
+            stats.missing += 1
+        elif kinds.get(key) == "contradicted":
+            stats.contradicted += 1
+
+
 def _summarise(name: str, values: list[float]) -> MetricSummary:
     array = np.asarray(values, dtype=float)
     return MetricSummary(
@@ -230,7 +252,9 @@ def evaluate_jsonl(
         _attach_csv_references(lines, Path(references_csv), hyp_path)
     index = NgramIndex.load(train_index) if train_index is not None else None
     notes: list[str] = []
-    results, values, slots = [], {}, {}
+    results: list[LineResult] = []
+    values: dict[str, list[float]] = {}
+    slots: dict[str, SlotStats] = {}
     for line in lines:
         context = EvalContext(
             attributes=line.attributes, references=line.references, keywords=line.keywords,
@@ -240,16 +264,7 @@ def evaluate_jsonl(
         for name, value in scores.items():
             values.setdefault(name, []).append(value)
         errors = slot_errors(line.text, line.attributes) if line.attributes else []
-        kinds = {}
-        for error in errors:
-            kinds.setdefault(error.slot, error.kind)
-        for key in line.attributes:
-            stats = slots.setdefault(key, SlotStats(key))
-            stats.count += 1
-            if kinds.get(key) == "missing":
-                stats.missing += 1
-            elif kinds.get(key) == "contradicted":
-                stats.contradicted += 1
+        _count_slots(slots, line.attributes, errors)
         results.append(LineResult(line.number, line.id, line.text, line.language, scores,
                                   [f"{error.kind} {error.slot}[{error.value}]" for error in errors]))
     corpus = _corpus_scores(lines, references_csv is not None, notes)
@@ -272,6 +287,24 @@ def evaluate_jsonl(
 # ---------------------------------------------------------------------------------------------------- plots
 
 
+@lru_cache(maxsize=1)
+def cjk_font() -> str | None:
+    """The first installed font of :data:`CJK_FONTS`, or None."""
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return next((name for name in CJK_FONTS if name in installed), None)
+
+
+@contextmanager
+def _plot_fonts() -> Iterator[None]:
+    """Draw with a Chinese-capable font first when one is installed; without one, Chinese labels show as boxes
+    (the report says so) and matplotlib's per-glyph warnings are silenced."""
+    font = cjk_font()
+    families = {"font.family": "sans-serif", "font.sans-serif": [font, "DejaVu Sans"]} if font else {}
+    with rc_context(families), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
+        yield
+
+
 def _png(figure: Figure) -> str:
     buffer = io.BytesIO()
     figure.tight_layout()
@@ -286,16 +319,17 @@ def metric_histograms_png(report: EvalReport) -> str | None:
         return None
     columns = min(3, len(names))
     rows = math.ceil(len(names) / columns)
-    figure = Figure(figsize=(4 * columns, 2.8 * rows), dpi=100)
-    FigureCanvasAgg(figure)
-    for position, name in enumerate(names, start=1):
-        axes = figure.add_subplot(rows, columns, position)
-        axes.hist([line.scores[name] for line in report.lines if name in line.scores], bins=20, color="#4c72b0")
-        arrow = "higher is better" if report.metrics[name].direction == "higher" else "lower is better"
-        axes.set_title(f"{name} ({arrow})", fontsize=9)
-        axes.tick_params(labelsize=8)
-        axes.grid(True, alpha=0.3)
-    return _png(figure)
+    with _plot_fonts():
+        figure = Figure(figsize=(4 * columns, 2.8 * rows), dpi=100)
+        FigureCanvasAgg(figure)
+        for position, name in enumerate(names, start=1):
+            axes = figure.add_subplot(rows, columns, position)
+            axes.hist([line.scores[name] for line in report.lines if name in line.scores], bins=20, color="#4c72b0")
+            arrow = "higher is better" if report.metrics[name].direction == "higher" else "lower is better"
+            axes.set_title(f"{name} ({arrow})", fontsize=9)
+            axes.tick_params(labelsize=8)
+            axes.grid(True, alpha=0.3)
+        return _png(figure)
 
 
 def slot_errors_png(report: EvalReport) -> str | None:
@@ -303,20 +337,21 @@ def slot_errors_png(report: EvalReport) -> str | None:
     slots = list(report.slots.values())[:SLOTS_PLOTTED]
     if not slots:
         return None
-    figure = Figure(figsize=(7, 0.6 + 0.35 * len(slots)), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
     labels = [stats.slot for stats in slots]
     missing = [stats.missing / stats.count for stats in slots]
     contradicted = [stats.contradicted / stats.count for stats in slots]
-    axes.barh(labels, missing, color="#dd8452", label="missing")
-    axes.barh(labels, contradicted, left=missing, color="#c44e52", label="contradicted")
-    axes.invert_yaxis()  # most frequent slot on top
-    axes.set_xlabel("share of lines with the slot rendered wrongly")
-    axes.set_xlim(0, 1)
-    axes.legend(loc="lower right", fontsize=8)
-    axes.grid(True, axis="x", alpha=0.3)
-    return _png(figure)
+    with _plot_fonts():
+        figure = Figure(figsize=(7, 0.6 + 0.35 * len(slots)), dpi=100)
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        axes.barh(labels, missing, color="#dd8452", label="missing")
+        axes.barh(labels, contradicted, left=missing, color="#c44e52", label="contradicted")
+        axes.invert_yaxis()  # most frequent slot on top
+        axes.set_xlabel("share of lines with the slot rendered wrongly")
+        axes.set_xlim(0, 1)
+        axes.legend(loc="lower right", fontsize=8)
+        axes.grid(True, axis="x", alpha=0.3)
+        return _png(figure)
 
 
 # ---------------------------------------------------------------------------------------------------- HTML
@@ -377,6 +412,9 @@ def render_html(report: EvalReport, title: str = "AIGC Studio evaluation report"
         bars = slot_errors_png(report)
         if bars:
             sections.append(f'<img alt="slot error rates" src="data:image/png;base64,{bars}">')
+            if cjk_font() is None and any(has_cjk(slot) for slot in report.slots):
+                sections.append('<p class="muted">No Chinese font is installed, so Chinese slot names show as boxes '
+                                "in the chart; the table above has them (install e.g. Noto Sans CJK SC).</p>")
         worst = sorted((line for line in report.lines if line.slot_errors), key=lambda line: -len(line.slot_errors))
         if worst:
             sections.append(f"<h2>Most slot errors (top {min(WORST_LINES_SHOWN, len(worst))})</h2>")

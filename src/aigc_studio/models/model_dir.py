@@ -67,6 +67,8 @@ class GenerationConfig:
     max_tokens: int = 128
     repetition_penalty: float = 1.0
     num_beams: int = 1
+    # record slots the model was trained with as placeholders (content.delexicalize); the backend swaps them
+    delexicalized_slots: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.prompt_format not in ("records", "text"):
@@ -294,6 +296,9 @@ def _matches(value: Any, hint: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is str:
         return isinstance(value, str)
+    if origin is list:
+        (item_hint,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_matches(item, item_hint) for item in value)
     raise TypeError(f"config fields of type {hint} are not supported")
 
 
@@ -302,6 +307,8 @@ def _describe(hint: Any) -> str:
         return "value, one of " + ", ".join(repr(arg) for arg in typing.get_args(hint))
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return " or ".join(_describe(arg) for arg in typing.get_args(hint))
+    if typing.get_origin(hint) is list:
+        return f"list of {_describe(typing.get_args(hint)[0])}"
     return "null" if hint is type(None) else hint.__name__
 
 

@@ -137,7 +137,7 @@ class LanguageModelTask(TrainingTask):
             model,
             self.tokenizer,
             directory,
-            generation_config=GenerationConfig(prompt_format=info["format"]),
+            generation_config=GenerationConfig(prompt_format=info["format"], delexicalized_slots=info.get("delexicalized_slots", [])),
             card=ModelCard(
                 name=directory.name,
                 description=_card_description(self.arch, report),
