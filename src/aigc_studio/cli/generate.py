@@ -16,6 +16,7 @@ from aigc_studio.backends.builtin import BuiltinBackend
 from aigc_studio.errors import AigcError
 from aigc_studio.fileio import read_jsonl, write_jsonl
 from aigc_studio.generation.sampling_params import SamplingParams
+from aigc_studio.models.registry import resolve_model
 
 console = Console(highlight=False)
 
@@ -23,7 +24,7 @@ SAMPLING = "Sampling"
 
 
 def generate(
-    model: Annotated[Path, typer.Option(help="Model directory (written by `aigc train`).")],
+    model: Annotated[str, typer.Option(help="Model directory (written by `aigc train`) or a bundled model's name (e2e-copy).")],
     prompt: Annotated[Optional[str], typer.Option(help="One prompt: the source attributes of a conditional model, or text to continue.")] = None,
     input_path: Annotated[Optional[Path], typer.Option("--input", help='JSON Lines of {"id": ..., "source": ...} or {"id": ..., "prompt": ...}.')] = None,
     output_path: Annotated[Optional[Path], typer.Option("--output", help="Where --input results go (each input line plus \"text\" and, when n > 1, \"candidates\").")] = None,
@@ -52,7 +53,7 @@ def generate(
         raise AigcError("give exactly one of --prompt TEXT or --input FILE.jsonl")
     if input_path is not None and output_path is None:
         raise AigcError("--input needs --output FILE.jsonl for the results")
-    backend = BuiltinBackend.from_directory(model, device=device)
+    backend = BuiltinBackend.from_directory(resolve_model(model), name=Path(model).name, device=device)
     overrides = {
         "temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,
         "repetition_penalty": repetition_penalty, "presence_penalty": presence_penalty,

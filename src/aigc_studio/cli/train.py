@@ -49,7 +49,7 @@ def train(
     checkpoint_interval: Annotated[int | None, typer.Option(help="Steps between checkpoints.", rich_help_panel=_RUN)] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of weights, dropout and data order.", rich_help_panel=_RUN)] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto.", rich_help_panel=_RUN)] = None,
-    bf16: Annotated[bool, typer.Option("--bf16", help="bf16 autocast (CUDA only).", rich_help_panel=_RUN)] = False,
+    bf16: Annotated[bool, typer.Option("--bf16", help="bf16 autocast of matmuls (CUDA, or a CPU with AMX/AVX-512 bf16); weights stay fp32.", rich_help_panel=_RUN)] = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's own).", rich_help_panel=_RUN)] = None,
 ) -> None:
     """Train a GPT or LSTM on a prepared dataset; the run directory ends as a model directory.

@@ -22,6 +22,8 @@ PAD, BOS, EOS, SEP, UNK, MASK = "<pad>", "<bos>", "<eos>", "<sep>", "<unk>", "<m
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, SEP, UNK, MASK) + tuple(f"<|reserved_{i}|>" for i in range(10))
 
 TokenizerKind = Literal["bpe", "char"]
+# CJK Unified Ideographs (with extension A and the compatibility block), kana and Hangul syllables.
+CJK_CHARACTER = r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]"
 TOKENIZER_KINDS: tuple[str, ...] = ("bpe", "char")
 
 
@@ -97,7 +99,12 @@ def train_tokenizer(texts: Iterable[str], kind: TokenizerKind = "bpe", vocab_siz
     if vocab_size < minimum:
         raise AigcError(f"vocab size {vocab_size} is too small for byte-level BPE; use at least {minimum}", param="vocab_size")
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Each CJK character is split off before the byte-level step, so no token ever ends inside a character's
+    # UTF-8 bytes: an undertrained model then cannot join halves of two characters into U+FFFD.
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(CJK_CHARACTER), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False),
+    ])
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

@@ -134,7 +134,7 @@ class TrainConfig:
 
     seed: int = 1337  # seeds the weights, dropout and the data order (batches are a function of seed and step)
     device: str = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
-    precision: str = "fp32"  # "bf16" autocast is offered on CUDA only
+    precision: str = "fp32"  # "bf16": autocast matmuls to bf16 (CUDA, or CPUs with AMX/AVX-512 bf16); weights stay fp32
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -151,8 +151,8 @@ class Trainer:
             raise AigcError(f"{self.run_directory} already holds files; choose another --out (or empty it)", param="out")
         # 1. device, threads and seeds, before anything random happens
         device = resolve_device(config.device)
-        if config.precision == "bf16" and device.type != "cuda":
-            raise AigcError("bf16 autocast is offered on CUDA only; use --device cuda or drop --bf16", param="precision")
+        if config.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise AigcError("this GPU has no bf16 support; drop --bf16", param="precision")
         if config.threads:
             torch.set_num_threads(config.threads)
         seed_everything(config.seed)
