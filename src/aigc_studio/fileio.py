@@ -45,12 +45,13 @@ def atomic_write_with(path: str | Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    # mkstemp creates the file readable by its owner only; give it the mode a plain open() would.
-    os.fchmod(fd, 0o666 & ~_current_umask())
     os.close(fd)
     tmp_path = Path(tmp_name)
     try:
         write(tmp_path)
+        # mkstemp (and some writers that replace the file) leave it readable by its owner only; give it the
+        # mode a plain open() would.
+        os.chmod(tmp_path, 0o666 & ~_current_umask())
         with open(tmp_path, "rb+") as handle:
             handle.flush()
             os.fsync(handle.fileno())
