@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -228,3 +230,13 @@ def test_stream_returns_one_candidate_only(trained_gpt, tokenizer, field):
     with pytest.raises(AigcError, match=f"{field}=2") as error:
         stream(trained_gpt, tokenizer, [1], SamplingParams(**{field: 2}))  # raised at the call, before iterating
     assert error.value.param == field
+
+
+@pytest.mark.parametrize("text", ["the quick", "hello", "连衣"])
+def test_bfloat16_gpt_gives_the_same_greedy_completion_as_float32(trained_gpt, tokenizer, encode, text):
+    expected = only(generate(trained_gpt, tokenizer, [encode(text)], GREEDY))
+    half = copy.deepcopy(trained_gpt).to(torch.bfloat16)  # deep copy: the session's fp32 model stays as it is
+    completion = only(generate(half, tokenizer, [encode(text)], GREEDY))
+    assert completion.token_ids == expected.token_ids
+    assert completion.text == expected.text
+    assert completion.logprobs == pytest.approx(expected.logprobs, abs=5e-3)

@@ -1,12 +1,13 @@
-"""The Llama-style GPT: config checks, Llama parity for export, and its KV cache."""
+"""The Llama-style GPT: config checks, Llama parity for export, its KV cache, stacked projections and dtypes."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from aigc_studio.errors import AigcError
-from aigc_studio.models.gpt import GPTConfig, llama_config, llama_state_dict
+from aigc_studio.models.gpt import GPTConfig, RMSNorm, apply_rotary, llama_config, llama_state_dict, rotary_tables
 
 
 @pytest.mark.parametrize(("n_embd", "expected"), [(384, 1024), (32, 128), (100, 320)])
@@ -122,3 +123,144 @@ def test_llama_config_carries_the_rotary_base_and_special_token_ids():
     assert exported["rope_theta"] == exported["rope_parameters"]["rope_theta"] == 5e5
     assert (exported["pad_token_id"], exported["bos_token_id"], exported["eos_token_id"]) == (0, 1, 2)
     assert exported["tie_word_embeddings"] is False and exported["architectures"] == ["LlamaForCausalLM"]
+
+
+def decode_logits(model, ids: torch.Tensor, prefill: int) -> torch.Tensor:
+    """Logits (B, T, V) from a prefill of ``prefill`` tokens, then one cached decode step per token."""
+    state = model.init_state(batch_size=ids.size(0), max_length=ids.size(1))
+    steps = [model.step(ids[:, :prefill], state)]
+    steps += [model.step(ids[:, t:t + 1], state) for t in range(prefill, ids.size(1))]
+    return torch.cat(steps, dim=1)
+
+
+def test_stacked_projection_decode_matches_transformers_separate_projections(make_gpt):
+    transformers = pytest.importorskip("transformers")
+    model = make_gpt()
+    llama = transformers.LlamaForCausalLM(transformers.LlamaConfig.from_dict(llama_config(model.config))).eval()
+    llama.load_state_dict(llama_state_dict(model), strict=False)
+    ids = torch.randint(16, 64, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = llama(ids).logits  # q/k/v and gate/up as separate matmuls
+    torch.testing.assert_close(decode_logits(model, ids, prefill=5), expected, atol=1e-5, rtol=0)
+
+
+def test_stacked_weight_equals_the_separate_projections_side_by_side(make_gpt):
+    attention = make_gpt().layers[0].self_attn
+    x = torch.randn(3, 32)
+    with torch.no_grad():
+        stacked = F.linear(x, attention.qkv_weight())
+        separate = torch.cat([attention.q_proj(x), attention.k_proj(x), attention.v_proj(x)], dim=-1)
+    torch.testing.assert_close(stacked, separate, atol=1e-6, rtol=0)
+
+
+def test_state_dict_keeps_separate_llama_projection_names(make_gpt):
+    names = set(make_gpt(n_layer=1).state_dict())
+    assert {f"layers.0.self_attn.{p}_proj.weight" for p in "qkvo"} <= names
+    assert {f"layers.0.mlp.{p}_proj.weight" for p in ("gate", "up", "down")} <= names
+    assert not any("stacked" in name or "qkv" in name or "gate_up" in name for name in names)
+
+
+def test_stacked_weight_is_reused_while_the_weights_are_unchanged(make_gpt):
+    attention = make_gpt().layers[0].self_attn
+    with torch.no_grad():
+        assert attention.qkv_weight() is attention.qkv_weight()
+
+
+def test_decode_after_load_state_dict_uses_the_new_weights(make_gpt):
+    model, other = make_gpt(), make_gpt()
+    torch.manual_seed(1)
+    other.apply(other._init_weights)  # different weights, same shapes
+    ids = torch.randint(16, 64, (1, 6), generator=torch.Generator().manual_seed(0))
+    decode_logits(model, ids, prefill=3)  # builds the stacked copies from the old weights
+    model.load_state_dict(other.state_dict())
+    torch.testing.assert_close(decode_logits(model, ids, prefill=3), decode_logits(other, ids, prefill=3), atol=1e-6, rtol=0)
+
+
+def test_decode_after_a_training_step_uses_the_updated_weights(make_gpt):
+    model = make_gpt()
+    ids = torch.randint(16, 64, (1, 6), generator=torch.Generator().manual_seed(0))
+    before = decode_logits(model, ids, prefill=3)
+    model.train()
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.5)
+    _, loss = model(ids, ids)
+    loss.backward()
+    attention = model.layers[0].self_attn
+    assert all(projection.weight.grad.abs().sum() > 0 for projection in (attention.q_proj, attention.k_proj, attention.v_proj))
+    optimiser.step()
+    model.eval()
+    fresh = make_gpt()
+    fresh.load_state_dict(model.state_dict())
+    after = decode_logits(model, ids, prefill=3)
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after, decode_logits(fresh, ids, prefill=3), atol=1e-6, rtol=0)
+
+
+def test_decode_after_an_in_place_weight_change_under_no_grad_uses_it(make_gpt):
+    model = make_gpt()
+    ids = torch.randint(16, 64, (1, 6), generator=torch.Generator().manual_seed(0))
+    before = decode_logits(model, ids, prefill=3)
+    with torch.no_grad():
+        model.layers[0].mlp.up_proj.weight.mul_(3.0)
+    fresh = make_gpt()
+    fresh.load_state_dict(model.state_dict())
+    after = decode_logits(model, ids, prefill=3)
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after, decode_logits(fresh, ids, prefill=3), atol=1e-6, rtol=0)
+
+
+def test_decode_follows_a_dtype_change(make_gpt):
+    model = make_gpt()
+    ids = torch.randint(16, 64, (1, 6), generator=torch.Generator().manual_seed(0))
+    reference = decode_logits(model, ids, prefill=3)
+    logits = decode_logits(model.to(torch.float64), ids, prefill=3)
+    assert logits.dtype == torch.float64
+    torch.testing.assert_close(logits.float(), reference, atol=1e-5, rtol=0)
+
+
+def test_model_built_in_inference_mode_decodes_like_a_normal_one(make_gpt):
+    reference = make_gpt()
+    with torch.inference_mode():
+        model = make_gpt()  # its parameters are inference tensors, which keep no version counter
+        ids = torch.randint(16, 64, (1, 6), generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(decode_logits(model, ids, prefill=3), decode_logits(reference, ids, prefill=3))
+
+
+def test_apply_rotary_is_llamas_rotate_half_formula():
+    x = torch.randn(2, 5, 3, 8)
+    angles = torch.rand(5, 1, 8) * 6
+    cos, sin = angles.cos(), angles.sin()
+    signed_sin = torch.cat([-sin[..., :4], sin[..., 4:]], dim=-1)
+    rotate_half = torch.cat([-x[..., 4:], x[..., :4]], dim=-1)
+    torch.testing.assert_close(apply_rotary(x, cos, signed_sin), x * cos + rotate_half * sin, atol=1e-6, rtol=0)
+
+
+def test_rotary_tables_negate_the_first_half_of_the_sine():
+    cos, signed_sin = rotary_tables(head_dim=8, length=4, theta=10000.0)
+    assert cos.shape == signed_sin.shape == (4, 8)
+    torch.testing.assert_close(signed_sin[:, :4], -signed_sin[:, 4:])  # both halves share frequencies
+    torch.testing.assert_close(cos ** 2 + signed_sin ** 2, torch.ones(4, 8))
+    assert (signed_sin[1:, :4] < 0).all()  # small positive angles: sine > 0, negated in the first half
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rms_norm_matches_llamas_formula_in_fp32(dtype):
+    norm = RMSNorm(16, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 2.0, 16))
+    norm.to(dtype)
+    x = (torch.randn(3, 16) * 4).to(dtype)
+    x32 = x.float()
+    expected = norm.weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + 1e-6)).to(dtype)
+    assert norm(x).dtype == dtype
+    torch.testing.assert_close(norm(x), expected, atol=1e-5 if dtype == torch.float32 else 1e-2, rtol=0)
+
+
+def test_bfloat16_model_keeps_a_bfloat16_cache_and_stays_close_to_fp32(make_gpt):
+    model = make_gpt()
+    ids = torch.randint(16, 64, (2, 8), generator=torch.Generator().manual_seed(0))
+    reference = decode_logits(model, ids, prefill=4)
+    half = make_gpt().to(torch.bfloat16)
+    assert half.init_state(batch_size=1, max_length=4).keys[0].dtype == torch.bfloat16
+    logits = decode_logits(half, ids, prefill=4)
+    assert logits.dtype == torch.bfloat16
+    torch.testing.assert_close(logits.float(), reference, atol=2e-2, rtol=0)

@@ -7,6 +7,11 @@ a Llama checkpoint that ``transformers``, vLLM and llama.cpp load unchanged.
 
 Decoding goes through :meth:`GPT.step` with a :class:`KVCache` preallocated for the whole generation and
 written in place, so a decode step allocates no cache memory and builds no mask unless rows are padded.
+A decode step is a handful of matrix-vector products over all the weights, so it is bound by memory traffic
+and per-operation overhead rather than arithmetic: the q/k/v and gate/up projections each run as one matmul
+over stacked weights (:class:`StackedWeight`; the parameters themselves stay separate), queries and keys are
+rotated together without concatenating halves, and RMSNorm is ``F.rms_norm``. Any floating dtype works
+(``model.to(torch.bfloat16)`` halves the weight and cache traffic; normalisation stays in fp32 as in HF Llama).
 
 References: Touvron et al. 2023 (Llama), Su et al. 2021 (RoFormer, rotary positions), Shazeer 2020 (GLU
 variants), Zhang & Sennrich 2019 (RMSNorm).
@@ -85,29 +90,74 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalise in fp32 as HF Llama does, so half-precision runs and the exported model agree.
-        x_fp32 = x.float()
-        x_fp32 = x_fp32 * torch.rsqrt(x_fp32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x_fp32.to(x.dtype)
+        if x.dtype == torch.float32:
+            return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)  # torch's own: fewer dispatched ops
+        # Normalise in fp32 and scale after casting back, as HF Llama does, so half-precision runs and the
+        # exported model agree.
+        return self.weight * F.rms_norm(x.float(), (x.size(-1),), eps=self.eps).to(x.dtype)
 
 
 def rotary_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cos and sin tables (length, head_dim) for positions 0..length-1, computed in fp32 as HF Llama does."""
+    """Rotary tables (length, head_dim) for positions 0..length-1, computed in fp32 as HF Llama does.
+
+    Returns:
+        ``(cos, signed_sin)``: ``signed_sin`` is the sine with its first half negated, the sign that Llama's
+        ``rotate_half`` would apply to the rotated vector; :func:`apply_rotary` uses it that way.
+    """
     inv_freq = 1.0 / (float(theta) ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim))  # (hd/2,)
     angles = torch.arange(length, dtype=torch.float)[:, None] * inv_freq[None, :]  # (L, hd/2)
     angles = torch.cat((angles, angles), dim=-1)  # (L, hd): both halves share frequencies (non-interleaved)
-    return angles.cos(), angles.sin()
+    signed_sin = angles.sin()
+    signed_sin[:, : head_dim // 2].neg_()
+    return angles.cos(), signed_sin
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    """(x1, x2) -> (-x2, x1) over the two halves of the last dimension."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotate vectors (..., hd) by their positions: Llama's ``x * cos + rotate_half(x) * sin``.
+
+    ``rotate_half`` maps halves (x1, x2) to (-x2, x1); rolling by half a head gives (x2, x1) without
+    negating a copy, and the sign is already in ``signed_sin`` (:func:`rotary_tables`), so the products are
+    exactly Llama's (only the final addition may round differently where ``addcmul`` fuses it). ``cos`` and
+    ``signed_sin`` broadcast to ``x``'s shape.
+    """
+    return torch.addcmul(x * cos, x.roll(x.size(-1) // 2, dims=-1), signed_sin)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate queries or keys (B, nh, T, hd) by their positions; cos/sin broadcast to that shape."""
-    return x * cos + rotate_half(x) * sin
+class StackedWeight:
+    """The weights of several bias-free linear layers stacked along their outputs, so one matmul serves all.
+
+    The layers keep their own parameters (names, ``state_dict`` and the Llama export are unchanged). Without
+    autograd the stacked copy is built once and reused while every weight is the same tensor at the same
+    version: replacing a weight (``.to()``, ``load_state_dict(assign=True)``) or changing it in place (an
+    optimiser step, ``load_state_dict``, ``copy_``) rebuilds it on the next call. With autograd the weights are
+    concatenated on every call, so gradients reach each parameter, and the copy is dropped. The copy costs the
+    memory of the stacked weights once per model.
+    """
+
+    def __init__(self, *linears: nn.Linear) -> None:
+        self.linears = linears
+        self._stacked: torch.Tensor | None = None
+        self._key: list[tuple[int, int]] = []
+        # Detached aliases of the weights the copy was built from: they keep that storage alive, so a weight
+        # at the same data pointer is the same storage, and its version counter tells whether it changed.
+        self._sources: list[torch.Tensor] = []
+
+    def __call__(self) -> torch.Tensor:
+        """The stacked weight (sum of out_features, in_features)."""
+        # _parameters, not .weight: nn.Module.__getattr__ costs about a microsecond, and this runs twice per
+        # layer per decode step.
+        weights = [linear._parameters["weight"] for linear in self.linears]
+        if torch.is_grad_enabled():
+            self._stacked, self._key, self._sources = None, [], []
+            return torch.cat(weights)
+        try:
+            key = [(weight.data_ptr(), weight._version) for weight in weights]
+        except RuntimeError:  # inference tensors keep no version counter, so a copy of them could go stale
+            return torch.cat(weights)
+        if key != self._key:
+            self._sources = [weight.detach() for weight in weights]
+            self._stacked, self._key = torch.cat(self._sources), key
+        return self._stacked
 
 
 class Attention(nn.Module):
@@ -123,6 +173,7 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
         self.attn_dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
+        self.qkv_weight = StackedWeight(self.q_proj, self.k_proj, self.v_proj)  # (3C, C)
 
     def forward(
         self,
@@ -132,11 +183,11 @@ class Attention(nn.Module):
         cache: KVCache | None = None,
         attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Attend over ``x`` (B, T, C) and the cache; ``cos``/``sin`` broadcast to (B, T, 2, nh, hd)."""
         B, T, C = x.size()
-        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
-        k = self.k_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
-        v = self.v_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        qkv = F.linear(x, self.qkv_weight()).view(B, T, 3, self.n_head, self.head_dim)  # one matmul for q, k, v
+        q, k = apply_rotary(qkv[:, :, :2], cos, sin).permute(2, 0, 3, 1, 4)  # each (B, nh, T, hd)
+        v = qkv[:, :, 2].transpose(1, 2)  # (B, nh, T, hd)
         if cache is not None:
             k, v = cache.update(self.layer_index, k, v)  # (B, nh, S, hd): every slot filled so far
         # Without an explicit mask the queries are either a whole sequence from position 0 (causal) or one
@@ -147,7 +198,7 @@ class Attention(nn.Module):
             dropout_p=self.attn_dropout if self.training else 0.0,
             is_causal=attn_mask is None and T > 1,
         )  # (B, nh, T, hd)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         return self.resid_dropout(self.o_proj(y))
 
 
@@ -160,9 +211,11 @@ class SwiGLU(nn.Module):
         self.up_proj = nn.Linear(config.n_embd, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.n_embd, bias=False)
         self.dropout = nn.Dropout(config.dropout)
+        self.gate_up_weight = StackedWeight(self.gate_proj, self.up_proj)  # (2I, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x)))
+        gate, up = F.linear(x, self.gate_up_weight()).chunk(2, dim=-1)  # one matmul, (B, T, I) each
+        return self.dropout(self.down_proj(F.silu(gate) * up))
 
 
 class Block(nn.Module):
@@ -243,9 +296,10 @@ class GPT(nn.Module):
         if config.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
         # Precomputed once so a decode step only slices them; not saved (they follow from the config).
+        # They follow the model's dtype (.to(torch.bfloat16) casts them like HF Llama casts its tables).
         rope_cos, rope_sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta)
         self.register_buffer("rope_cos", rope_cos, persistent=False)  # (block_size, hd)
-        self.register_buffer("rope_sin", rope_sin, persistent=False)  # (block_size, hd)
+        self.register_buffer("rope_sin", rope_sin, persistent=False)  # (block_size, hd), signed (rotary_tables)
         self.apply(self._init_weights)
         # GPT-2's scaled init: each residual branch adds to the stream, so shrink the projections into it.
         for name, parameter in self.named_parameters():
@@ -275,7 +329,7 @@ class GPT(nn.Module):
             raise AigcError(f"sequence of {T} tokens is longer than block_size={self.config.block_size}; use shorter inputs",
                             param="block_size")
         x = self.dropout(self.embed_tokens(input_ids))  # (B, T, C)
-        cos, sin = self.rope_cos[:T].to(x.dtype), self.rope_sin[:T].to(x.dtype)  # (T, hd)
+        cos, sin = self.rope_cos[:T, None, None], self.rope_sin[:T, None, None]  # (T, 1, 1, hd)
         for layer in self.layers:
             x = layer(x, cos, sin)
         logits = self.lm_head(self.norm(x))  # (B, T, V)
@@ -322,21 +376,20 @@ class GPT(nn.Module):
         x = self.embed_tokens(input_ids)  # (B, T, C)
         if state.key_mask is None:
             # Every slot holds a real token: positions are slot numbers, shared by all rows.
-            cos, sin = self.rope_cos[start:end], self.rope_sin[start:end]  # (T, hd)
+            cos, sin = self.rope_cos[start:end, None, None], self.rope_sin[start:end, None, None]  # (T, 1, 1, hd)
             attn_mask = None if start == 0 or T == 1 else self._causal_mask(start, end, x.device)[None, None]
         else:
             real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
             state.key_mask[:, start:end] = real
             positions = (state.positions[:, None] + real.long().cumsum(1) - 1).clamp(min=0)  # (B, T)
             state.positions += real.sum(1)
-            cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)  # (B, 1, T, hd)
+            cos, sin = self.rope_cos[positions][:, :, None, None], self.rope_sin[positions][:, :, None, None]  # (B, T, 1, 1, hd)
             # A query sees earlier real tokens, and always its own slot so a padding query never has an
             # all-masked row: some attention kernels (and older PyTorch) return NaN there, and NaN in a
             # padding slot's cached values would leak into real rows through 0 * NaN.
             own_slot = torch.arange(end, device=x.device)[None, :] == torch.arange(start, end, device=x.device)[:, None]
             attn_mask = (self._causal_mask(start, end, x.device) & state.key_mask[:, None, :end]) | own_slot  # (B, T, S)
             attn_mask = attn_mask.unsqueeze(1)  # (B, 1, T, S)
-        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         for layer in self.layers:
             x = layer(x, cos, sin, state, attn_mask)
         state.length = end
