@@ -36,11 +36,12 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_with(path: str | Path, write: Callable[[Path], None]) -> Path:
+def atomic_write_with(path: str | Path, write: Callable[[Path], None], *, mode: int | None = None) -> Path:
     """Atomically create or replace ``path`` with whatever ``write(tmp_path)`` writes.
 
     ``write`` receives a temporary path in the same directory (so the final rename never crosses a
-    filesystem) and must write the complete file there. Returns the final path.
+    filesystem) and must write the complete file there. ``mode`` sets the file's permissions (0o600 for a
+    secret); None gives the mode a plain ``open()`` would. Returns the final path.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +52,7 @@ def atomic_write_with(path: str | Path, write: Callable[[Path], None]) -> Path:
         write(tmp_path)
         # mkstemp (and some writers that replace the file) leave it readable by its owner only; give it the
         # mode a plain open() would.
-        os.chmod(tmp_path, 0o666 & ~_current_umask())
+        os.chmod(tmp_path, 0o666 & ~_current_umask() if mode is None else mode)
         with open(tmp_path, "rb+") as handle:
             handle.flush()
             os.fsync(handle.fileno())

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import secrets
 from collections.abc import Sequence
@@ -47,11 +46,8 @@ def generate_key_file(path: str | Path) -> Path:
         raise AigcError(f"key file {path} already exists; choose a new path (overwriting it would lock its vaults)")
     key = Fernet.generate_key()
 
-    def write(tmp: Path) -> None:
-        tmp.write_bytes(key + b"\n")
-        os.chmod(tmp, 0o600)
-
-    return atomic_write_with(path, write)
+    # Readable by its owner only: the key unlocks every pseudonym in the vaults it protects.
+    return atomic_write_with(path, lambda tmp: tmp.write_bytes(key + b"\n"), mode=0o600)
 
 
 def _read_key_file(path: str | Path) -> bytes:
