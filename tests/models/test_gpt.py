@@ -7,7 +7,16 @@ import torch
 import torch.nn.functional as F
 
 from aigc_studio.errors import AigcError
-from aigc_studio.models.gpt import GPTConfig, RMSNorm, apply_rotary, llama_config, llama_state_dict, rotary_tables
+from aigc_studio.models.gpt import (
+    FEW_ROWS,
+    GPTConfig,
+    RMSNorm,
+    apply_rotary,
+    linear,
+    llama_config,
+    llama_state_dict,
+    rotary_tables,
+)
 
 
 @pytest.mark.parametrize(("n_embd", "expected"), [(384, 1024), (32, 128), (100, 320)])
@@ -264,3 +273,12 @@ def test_bfloat16_model_keeps_a_bfloat16_cache_and_stays_close_to_fp32(make_gpt)
     logits = decode_logits(half, ids, prefill=4)
     assert logits.dtype == torch.bfloat16
     torch.testing.assert_close(logits.float(), reference, atol=2e-2, rtol=0)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 16, FEW_ROWS, FEW_ROWS + 1, 200])
+def test_linear_equals_f_linear_for_few_and_many_rows(rows):
+    generator = torch.Generator().manual_seed(rows)
+    x, weight = torch.randn(2, rows, 48, generator=generator), torch.randn(80, 48, generator=generator)
+    out = linear(x, weight)
+    assert out.shape == (2, rows, 80) and out.is_contiguous()
+    torch.testing.assert_close(out, F.linear(x, weight), atol=1e-5, rtol=1e-5)

@@ -9,8 +9,9 @@ Decoding goes through :meth:`GPT.step` with a :class:`KVCache` preallocated for 
 written in place, so a decode step allocates no cache memory and builds no mask unless rows are padded.
 A decode step is a handful of matrix-vector products over all the weights, so it is bound by memory traffic
 and per-operation overhead rather than arithmetic: the q/k/v and gate/up projections each run as one matmul
-over stacked weights (:class:`StackedWeight`; the parameters themselves stay separate), queries and keys are
-rotated together without concatenating halves, and RMSNorm is ``F.rms_norm``. Any floating dtype works
+over stacked weights (:class:`StackedWeight`; the parameters themselves stay separate), a few rows take the
+GEMM arrangement MKL runs fastest (:func:`linear`), queries and keys are rotated together without
+concatenating halves, and RMSNorm is ``F.rms_norm``. Any floating dtype works
 (``model.to(torch.bfloat16)`` halves the weight and cache traffic; normalisation stays in fp32 as in HF Llama).
 
 References: Touvron et al. 2023 (Llama), Su et al. 2021 (RoFormer, rotary positions), Shazeer 2020 (GLU
@@ -123,6 +124,25 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -
     return torch.addcmul(x * cos, x.roll(x.size(-1) // 2, dims=-1), signed_sin)
 
 
+# Inputs of 2 to this many rows (a batched decode step) take the weight-first matmul in `linear`.
+FEW_ROWS = 64
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Bias-free ``F.linear``: ``x`` (..., in) times ``weight.T`` (in, out).
+
+    On the CPU, inputs of 2 to ``FEW_ROWS`` rows are computed as ``(weight @ x.T).T``: the same products
+    (equal up to float rounding), but MKL's GEMM runs that arrangement faster when one side is only a few rows
+    (a decode step at batch 16 measured about 10% faster per step, torch 2.13, 1 and 2 threads). One row (no
+    faster that way with 2 threads), wider inputs (prefill, training) and other devices keep ``F.linear``.
+    The ``nn.Linear`` modules hold the weights under Llama's names.
+    """
+    rows = x.reshape(-1, x.size(-1))  # (M, in)
+    if not 1 < rows.size(0) <= FEW_ROWS or x.device.type != "cpu":
+        return F.linear(x, weight)
+    return torch.mm(weight, rows.t()).t().contiguous().view(*x.shape[:-1], weight.size(0))
+
+
 class StackedWeight:
     """The weights of several bias-free linear layers stacked along their outputs, so one matmul serves all.
 
@@ -146,7 +166,7 @@ class StackedWeight:
         """The stacked weight (sum of out_features, in_features)."""
         # _parameters, not .weight: nn.Module.__getattr__ costs about a microsecond, and this runs twice per
         # layer per decode step.
-        weights = [linear._parameters["weight"] for linear in self.linears]
+        weights = [layer._parameters["weight"] for layer in self.linears]
         if torch.is_grad_enabled():
             self._stacked, self._key, self._sources = None, [], []
             return torch.cat(weights)
@@ -185,7 +205,7 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """Attend over ``x`` (B, T, C) and the cache; ``cos``/``sin`` broadcast to (B, T, 2, nh, hd)."""
         B, T, C = x.size()
-        qkv = F.linear(x, self.qkv_weight()).view(B, T, 3, self.n_head, self.head_dim)  # one matmul for q, k, v
+        qkv = linear(x, self.qkv_weight()).view(B, T, 3, self.n_head, self.head_dim)  # one matmul for q, k, v
         q, k = apply_rotary(qkv[:, :, :2], cos, sin).permute(2, 0, 3, 1, 4)  # each (B, nh, T, hd)
         v = qkv[:, :, 2].transpose(1, 2)  # (B, nh, T, hd)
         if cache is not None:
@@ -199,7 +219,7 @@ class Attention(nn.Module):
             is_causal=attn_mask is None and T > 1,
         )  # (B, nh, T, hd)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
-        return self.resid_dropout(self.o_proj(y))
+        return self.resid_dropout(linear(y, self.o_proj.weight))
 
 
 class SwiGLU(nn.Module):
@@ -214,8 +234,8 @@ class SwiGLU(nn.Module):
         self.gate_up_weight = StackedWeight(self.gate_proj, self.up_proj)  # (2I, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = F.linear(x, self.gate_up_weight()).chunk(2, dim=-1)  # one matmul, (B, T, I) each
-        return self.dropout(self.down_proj(F.silu(gate) * up))
+        gate, up = linear(x, self.gate_up_weight()).chunk(2, dim=-1)  # one matmul, (B, T, I) each
+        return self.dropout(linear(F.silu(gate) * up, self.down_proj.weight))
 
 
 class Block(nn.Module):
@@ -332,7 +352,7 @@ class GPT(nn.Module):
         cos, sin = self.rope_cos[:T, None, None], self.rope_sin[:T, None, None]  # (T, 1, 1, hd)
         for layer in self.layers:
             x = layer(x, cos, sin)
-        logits = self.lm_head(self.norm(x))  # (B, T, V)
+        logits = linear(self.norm(x), self.lm_head.weight)  # (B, T, V)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.view(B * T, -1).float(), targets.reshape(B * T), ignore_index=-100)
@@ -393,7 +413,7 @@ class GPT(nn.Module):
         for layer in self.layers:
             x = layer(x, cos, sin, state, attn_mask)
         state.length = end
-        return self.lm_head(self.norm(x))  # (B, T, V)
+        return linear(self.norm(x), self.lm_head.weight)  # (B, T, V)
 
     @staticmethod
     def _causal_mask(start: int, end: int, device: torch.device) -> torch.Tensor:

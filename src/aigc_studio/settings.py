@@ -1,0 +1,104 @@
+"""Settings of a running installation: defaults, then ``aigc.toml``, then ``AIGC_*`` environment variables.
+
+CLI flags override what is read here (each command passes its flags on top of :func:`load_settings`). Every
+field has a default that works on a fresh machine: SQLite under ``var/``, the server on 127.0.0.1, secrets
+in owner-only files under ``var/`` created on first use.
+
+    # aigc.toml
+    database_url = "postgresql+psycopg://aigc@localhost/aigc"
+    [server]
+    port = 8080
+    rate_limit_per_minute = 120
+
+    AIGC_DATABASE_URL=sqlite:///var/other.db AIGC_SERVER__PORT=9000 aigc serve
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from aigc_studio.errors import AigcError
+
+DEFAULT_CONFIG_FILE = "aigc.toml"
+
+
+class ServerSettings(BaseModel):
+    """How ``aigc serve`` listens and what it accepts."""
+
+    model_config = {"extra": "forbid"}
+
+    host: str = "127.0.0.1"  # never all interfaces unless told
+    port: int = Field(8000, ge=1, le=65535)
+    auth: Literal["auto", "required", "off"] = "auto"  # auto: required as soon as one API key exists
+    cors_origins: list[str] = Field(default_factory=list)  # CORS off unless origins are listed
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_tokens_cap: int = Field(1024, ge=1)
+    max_n: int = Field(16, ge=1)
+    rate_limit_per_minute: int = Field(600, ge=0)  # per API key; 0 turns rate limiting off
+    max_batch_size: int = Field(16, ge=1)  # decode rows the engine runs together
+    max_queue: int = Field(256, ge=1)  # waiting requests per model before 429
+
+
+class WatermarkSettings(BaseModel):
+    """The text watermark applied by the server (Kirchenbauer et al. 2023)."""
+
+    model_config = {"extra": "forbid"}
+
+    enabled: bool = True
+    key_file: Path = Path("var/watermark.key")  # created, owner-only, on first use
+    gamma: float = Field(0.25, gt=0, lt=1)
+    delta: float = Field(2.0, ge=0)
+    z_threshold: float = Field(4.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything an installation can configure."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AIGC_", env_nested_delimiter="__", extra="forbid", toml_file=DEFAULT_CONFIG_FILE,
+    )
+
+    database_url: str = "sqlite:///var/aigc.db"
+    default_model: str = "e2e-copy"
+    vault_key_file: Path = Path("var/vault.key")
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    watermark: WatermarkSettings = Field(default_factory=WatermarkSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier sources win: explicit arguments (CLI flags), then the environment, then aigc.toml.
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings; ``overrides`` (CLI flags) win over the environment, which wins over the file.
+
+    Args:
+        config_file: a TOML file; None reads ``aigc.toml`` in the working directory (or ``AIGC_CONFIG``) when
+            it exists.
+
+    Raises:
+        AigcError: a missing config file that was named explicitly, or an unknown or invalid setting.
+    """
+    path = Path(config_file or os.environ.get("AIGC_CONFIG", DEFAULT_CONFIG_FILE))
+    if config_file is not None and not path.is_file():
+        raise AigcError(f"config file {path} not found; pass an existing TOML file or leave it out")
+    settings_type = type("FileSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}})
+    try:
+        return settings_type(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        raise AigcError(f"setting {where!r} in {path} or AIGC_* environment: {problem['msg']}", param=where) from None
