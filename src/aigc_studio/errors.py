@@ -16,12 +16,17 @@ class AigcError(ValueError):
         message: the one-line explanation, e.g. ``"column 'foo' not found in data.csv; columns are: mr, ref"``.
         param: the name of the offending parameter or flag when there is one (``"top_p"``), so API layers
             can fill OpenAI's ``param`` field.
+        code: a machine-readable reason for OpenAI's ``code`` field (``"content_policy_violation"``), or None.
+        status: the HTTP status the server answers with: 400 unless the problem is better said otherwise
+            (404 for an unknown model, 413 for a body too large, 429/503 for an overloaded engine).
     """
 
-    def __init__(self, message: str, *, param: str | None = None) -> None:
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None, status: int = 400) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.code = code
+        self.status = status
 
     def __str__(self) -> str:
         return self.message

@@ -125,7 +125,11 @@ def test_hooks_run_at_their_steps_in_order():
 
     def moderate_input(request):
         calls.append("input")
-        return make_request("ad-copy", attributes=EAGLE_MR, forbid="cheap", n=request.n)
+        return make_request("ad-copy", attributes=EAGLE_MR, forbid="cheap", n=request.n), {"flagged": False}
+
+    def sampling(params):
+        calls.append("sampling")
+        return params.replace(seed=7)
 
     def moderate_output(candidates):
         calls.append("output")
@@ -136,11 +140,27 @@ def test_hooks_run_at_their_steps_in_order():
         result.notes.append("stamped")
         return result
 
-    hooks = PipelineHooks(moderate_input=moderate_input, moderate_output=moderate_output, stamp=stamp,
-                          audit=lambda result: calls.append("audit"))
+    hooks = PipelineHooks(moderate_input=moderate_input, sampling=sampling, moderate_output=moderate_output,
+                          stamp=stamp, audit=lambda result: calls.append("audit"))
     result = ContentPipeline(FakeBackend([CHEAP, GOOD]), hooks=hooks).run(make_request("ad-copy", attributes=EAGLE_MR, n=2))
-    assert calls == ["input", "output", "stamp", "audit"]
+    assert calls == ["input", "sampling", "output", "stamp", "audit"]
     assert [candidate.text for candidate in result.candidates] == [GOOD] and result.notes == ["stamped"]
+    assert result.params.seed == 7 and result.moderation == {"flagged": False}
+
+
+def test_output_moderation_violations_rank_last():
+    def block_first(candidates):
+        for candidate in candidates:
+            if candidate.rank == 1:
+                candidate.violations.append("moderation: blocked")
+        return candidates
+
+    plain = ContentPipeline(FakeBackend([GOOD, GOOD + " Truly."])).run(make_request("ad-copy", attributes=EAGLE_MR, n=2))
+    hooked = ContentPipeline(FakeBackend([GOOD, GOOD + " Truly."]), hooks=PipelineHooks(moderate_output=block_first)).run(
+        make_request("ad-copy", attributes=EAGLE_MR, n=2))
+    assert hooked.candidates[-1].text == plain.candidates[0].text
+    assert hooked.candidates[-1].violations == ["moderation: blocked"]
+    assert [candidate.rank for candidate in hooked.candidates] == [1, 2]
 
 
 def test_input_moderation_can_refuse_before_anything_is_generated():

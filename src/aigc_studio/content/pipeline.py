@@ -8,8 +8,9 @@
     result.best.text, result.best.explanation
 
 It is the same for every backend (only the :class:`~aigc_studio.backends.base.Backend` protocol is used),
-task and entry point. Moderation, watermark/provenance and audit are later steps: :class:`PipelineHooks`
-holds them, each None (skipped) until those parts exist.
+task and entry point. Moderation, watermark, provenance and audit plug in through :class:`PipelineHooks`
+(:class:`~aigc_studio.content.governance.Governance` builds them from the settings); each hook left None is
+skipped, so the pipeline also runs bare in tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from aigc_studio.content.requests import ContentRequest
 from aigc_studio.content.tasks import get_task
 from aigc_studio.errors import AigcError
 from aigc_studio.evaluation.fluency import LogprobScorer
-from aigc_studio.evaluation.judge import RankedCandidate, rank_candidates
+from aigc_studio.evaluation.judge import RankedCandidate, order_candidates, rank_candidates
 from aigc_studio.evaluation.metrics import EvalContext
 from aigc_studio.evaluation.originality import NgramIndex
 from aigc_studio.generation.sampling_params import SamplingParams
@@ -43,6 +44,9 @@ class ContentResult:
         candidates: every candidate, best first, with scores, total, violations and explanation.
         timing: seconds per step (``render``, ``generate``, ``evaluate``, ``rank``) and ``total``.
         notes: anything the caller should know (e.g. why a metric was left out).
+        moderation: what input moderation found (categories and scores), empty without a moderation hook.
+        provenance: the provenance record (model, weights hash, parameters, seed, time, watermark key id,
+            content hash, audit record id), None without a stamp hook.
     """
 
     request: ContentRequest
@@ -53,6 +57,8 @@ class ContentResult:
     candidates: list[RankedCandidate]
     timing: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    moderation: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] | None = None
 
     @property
     def best(self) -> RankedCandidate:
@@ -71,6 +77,8 @@ class ContentResult:
             "candidates": [candidate.to_dict() for candidate in self.candidates],
             "timing": self.timing,
             "notes": self.notes,
+            "moderation": self.moderation,
+            "provenance": self.provenance,
         }
 
 
@@ -79,13 +87,17 @@ class PipelineHooks:
     """Seams for the governance steps of later issues; each is skipped while None.
 
     Attributes:
-        moderate_input: checks (and may redact) the request; raises :class:`AigcError` to refuse it.
-        moderate_output: checks the ranked candidates; returns them flagged, redacted or filtered.
-        stamp: adds the watermark check and the provenance record to a finished result and returns it.
+        moderate_input: checks (and may redact) the request; returns it with a JSON-ready summary of the
+            findings; raises :class:`AigcError` to refuse it.
+        sampling: adjusts the sampling parameters before generation (adds the watermark).
+        moderate_output: checks the ranked candidates and returns them with flags, redactions and, for
+            blocked ones, violations; the pipeline ranks them again afterwards.
+        stamp: adds the provenance record to a finished result and returns it.
         audit: records the finished result (who asked for what, what came back).
     """
 
-    moderate_input: Callable[[ContentRequest], ContentRequest] | None = None
+    moderate_input: Callable[[ContentRequest], tuple[ContentRequest, dict[str, Any]]] | None = None
+    sampling: Callable[[SamplingParams], SamplingParams] | None = None
     moderate_output: Callable[[list[RankedCandidate]], list[RankedCandidate]] | None = None
     stamp: Callable[[ContentResult], ContentResult] | None = None
     audit: Callable[[ContentResult], None] | None = None
@@ -133,8 +145,9 @@ class ContentPipeline:
         started = clock = time.perf_counter()
 
         # 1. moderate input
+        moderation: dict[str, Any] = {}
         if self.hooks.moderate_input is not None:
-            request = self.hooks.moderate_input(request)
+            request, moderation = self.hooks.moderate_input(request)
 
         # 2. render the task: the compact source for conditional models, the instruction prompt otherwise
         task = get_task(request.task)
@@ -145,6 +158,8 @@ class ContentPipeline:
 
         # 3. generate n candidates (sampling, or the n best beams)
         params = (params or SamplingParams()).replace(n=request.n)
+        if self.hooks.sampling is not None:
+            params = self.hooks.sampling(params)
         generated = self.backend.generate([prompt], params)[0].candidates
         texts = [task.finalize(candidate.text, request) for candidate in generated]
         clock = _lap(timing, "generate", clock)
@@ -169,12 +184,12 @@ class ContentPipeline:
 
         # 6. moderate output
         if self.hooks.moderate_output is not None:
-            candidates = self.hooks.moderate_output(candidates)
+            candidates = order_candidates(self.hooks.moderate_output(candidates), task.metric_weights)
 
         timing["total"] = time.perf_counter() - started
         result = ContentResult(
             request=request, prompt=prompt, prompt_format=prompt_format, model=self.backend.info.name,
-            params=params, candidates=candidates, timing=timing, notes=notes,
+            params=params, candidates=candidates, timing=timing, notes=notes, moderation=moderation,
         )
 
         # 7. watermark + provenance

@@ -93,6 +93,8 @@ class RankedCandidate:
         total: the weighted mean goodness in [0, 1].
         violations: the hard constraints it breaks (empty when none).
         explanation: why it ranked where it did, in one line.
+        weights: the weight of each metric in ``scores`` (the score card: what ranked it and how much).
+        flags: governance findings (moderation categories, personal data) as JSON-ready dicts.
     """
 
     rank: int
@@ -102,6 +104,8 @@ class RankedCandidate:
     total: float
     violations: list[str] = field(default_factory=list)
     explanation: str = ""
+    weights: dict[str, float] = field(default_factory=dict)
+    flags: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def acceptable(self) -> bool:
@@ -180,9 +184,18 @@ def rank_candidates(
         weight_sum = sum(weights[name] for name in scores)
         total = sum(weights[name] * goodness(name, value) for name, value in scores.items()) / weight_sum if weight_sum else 0.0
         broken = list(violations[index]) if violations is not None else []
-        candidates.append(RankedCandidate(rank=0, index=index, text=text, scores=scores, total=total, violations=broken))
+        candidates.append(RankedCandidate(rank=0, index=index, text=text, scores=scores, total=total, violations=broken,
+                                          weights={name: weights[name] for name in scores}))
+    return order_candidates(candidates, weights)
+
+
+def order_candidates(candidates: list[RankedCandidate], weights: Mapping[str, float]) -> list[RankedCandidate]:
+    """Sort candidates (those meeting every hard constraint first, then by total), renumber and re-explain them.
+
+    Used by :func:`rank_candidates` and again by later steps that add violations (output moderation).
+    """
     # sorted() is stable, so equal keys keep generation order.
-    candidates.sort(key=lambda candidate: (bool(candidate.violations), -candidate.total))
+    candidates = sorted(candidates, key=lambda candidate: (bool(candidate.violations), -candidate.total))
     for rank, candidate in enumerate(candidates, start=1):
         candidate.rank = rank
     best = candidates[0] if candidates and not candidates[0].violations else None
