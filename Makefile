@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean browser
 
 # torch goes in first, pinned, so pip takes the CPU wheel on this disk instead of a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -15,13 +15,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## demo: prepare E2E data, train a small ad-copy model for a couple of minutes, generate from it
+## demo: prepare E2E data, train a small ad-copy model for a couple of minutes, generate from it, serve the studio
 demo: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 
 ## test: the whole test suite (two workers, one per core)
 test: install
 	$(VENV)/bin/pytest -n 2 -q
+
+## browser: the Debian chromium package the studio's browser tests drive (tests/browser skip without it)
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo "sudo -n")
+browser:
+	test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 ## bench: benchmark scripts under bench/; each writes its figures into docs/benchmarks.md
 bench: install

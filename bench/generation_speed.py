@@ -1,8 +1,8 @@
 """Generation speed: our KV-cached batched sampler against Hugging Face ``generate()`` on the same model.
 
-A 6-layer, 384-dim GPT (byte-level BPE vocabulary of 8192, tied embeddings) with random weights; the very
-same weights are loaded into ``transformers.LlamaForCausalLM`` (our GPT is a Llama block for block), so both
-sides do the same arithmetic. Prompt 32 tokens, 256 new tokens, top-k 50 sampling, batch 1 and 16, both
+A 6-layer, 384-dim GPT (byte-level BPE vocabulary of 8192, tied embeddings) with random weights; transformers
+loads the model's ``aigc export --format hf`` copy (``LlamaForCausalLM``: our GPT is a Llama block for block),
+so both sides do the same arithmetic on the same weights. Prompt 32 tokens, 256 new tokens, top-k 50 sampling, batch 1 and 16, both
 forced to generate all 256 tokens (``min_tokens``/``min_new_tokens``). Also: the speed-up of the KV cache over
 recomputing the whole prefix each step, and model FLOPs utilisation against a measured fp32 matmul peak.
 
@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from aigc_studio.data.tokenizer import train_tokenizer
 from aigc_studio.generation.sampler import generate
 from aigc_studio.generation.sampling_params import SamplingParams
-from aigc_studio.models.gpt import GPT, GPTConfig, llama_config, llama_state_dict
+from aigc_studio.models.export import export_model
+from aigc_studio.models.gpt import GPT, GPTConfig
+from aigc_studio.models.model_dir import GenerationConfig, save_pretrained
 
 from common import SHARED_DATA, markdown_table, measured_matmul_peak_flops, peak_rss_mib, write_section
 
@@ -69,11 +73,12 @@ def main() -> None:
     config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=PROMPT_TOKENS + NEW_TOKENS, n_layer=6, n_head=6, n_embd=384)
     model = GPT(config).eval()
 
-    from transformers import LlamaConfig, LlamaForCausalLM  # bench extra
+    from transformers import AutoModelForCausalLM  # bench extra
 
-    hf_model = LlamaForCausalLM(LlamaConfig(**llama_config(config))).eval()
-    hf_model.load_state_dict(llama_state_dict(model), strict=not config.tie_embeddings)
-    hf_model.tie_weights()
+    with tempfile.TemporaryDirectory() as work:
+        save_pretrained(model, tokenizer, Path(work) / "ours", generation_config=GenerationConfig(prompt_format="text"))
+        export_model(Path(work) / "ours", Path(work) / "hf", "hf")
+        hf_model = AutoModelForCausalLM.from_pretrained(Path(work) / "hf").eval()
 
     corpus_ids = tokenizer.encode(text[:200_000])
     params = SamplingParams(temperature=1.0, top_k=TOP_K, max_tokens=NEW_TOKENS, min_tokens=NEW_TOKENS, seed=0)
@@ -118,7 +123,7 @@ def main() -> None:
         "",
         f"GPT 6 layers × 384 dims, vocab {config.vocab_size}, {model.num_parameters() / 1e6:.1f}M parameters, fp32 CPU, "
         f"prompt {PROMPT_TOKENS} tokens, {NEW_TOKENS} new tokens, top-k {TOP_K} sampling, median of {args.repeats} runs. "
-        "transformers runs `LlamaForCausalLM` with the same weights.",
+        "transformers runs the `aigc export --format hf` copy (`LlamaForCausalLM`, same weights).",
         "",
         markdown_table(["run", "new tokens/s", "ms per step", "MFU", "speed-up vs transformers"], rows),
         "",

@@ -4,6 +4,7 @@
 #   each as ranked candidates with their score cards (constraints, slot fidelity, keywords, fluency...).
 # Part 2, your own model: get the E2E data (from ../shared/data when present, else its public source),
 #   prepare it, train a small GPT for about two minutes (resumes if an earlier demo was cut short), generate.
+# Part 3, the studio: `aigc serve` on the bundled model, at http://127.0.0.1:8000/ (AIGC_DEMO_SERVE=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=var/demo
@@ -48,3 +49,12 @@ echo "Everything the demo wrote is under $work/:"
 echo "  raw data       $work/raw"
 echo "  prepared data  $work/e2e-data   (aigc data inspect $work/e2e-data)"
 echo "  model + logs   $work/e2e-gpt    (metrics.jsonl, loss.png, README.md model card)"
+
+# Part 3: the web studio and the OpenAI-compatible API on the bundled model (Ctrl-C stops it).
+# AIGC_DEMO_SERVE=0 skips it (for scripted runs that must end).
+if [ "${AIGC_DEMO_SERVE:-1}" = 1 ]; then
+  echo
+  echo "== 3. the studio and the API =="
+  echo "Open http://127.0.0.1:${AIGC_DEMO_PORT:-8000}/ in a browser (API docs at /docs); Ctrl-C stops the server."
+  exec aigc serve --port "${AIGC_DEMO_PORT:-8000}"
+fi

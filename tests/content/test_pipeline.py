@@ -131,7 +131,7 @@ def test_hooks_run_at_their_steps_in_order():
         calls.append("sampling")
         return params.replace(seed=7)
 
-    def moderate_output(candidates):
+    def moderate_output(candidates, request):
         calls.append("output")
         return [candidate for candidate in candidates if candidate.acceptable]
 
@@ -149,7 +149,7 @@ def test_hooks_run_at_their_steps_in_order():
 
 
 def test_output_moderation_violations_rank_last():
-    def block_first(candidates):
+    def block_first(candidates, request):
         for candidate in candidates:
             if candidate.rank == 1:
                 candidate.violations.append("moderation: blocked")

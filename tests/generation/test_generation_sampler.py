@@ -106,8 +106,8 @@ def test_max_tokens_is_clipped_to_the_context_left(model, tokenizer, encode):
 
 
 def test_short_and_long_prompts_in_one_request_each_get_their_whole_budget(model, tokenizer, encode):
-    # Left padding would make the pair need more cache slots than the context holds; the sampler splits
-    # them into separate batches rather than cut the short prompt's completion.
+    # Left padding makes the pair need more cache slots than the context holds while both run; the cache
+    # drops the long prompt's columns once it finishes, so the short prompt's completion is not cut.
     long_prompt, short_prompt = encode("the quick brown fox jumps over the lazy dog. hello"), [tokenizer.bos_id]
     params = SamplingParams(temperature=0, max_tokens=100, min_tokens=100)
     both = generate(model, tokenizer, [short_prompt, long_prompt], params)

@@ -109,3 +109,42 @@ def test_init_state_rejects_non_positive_max_length(model, max_length):
     with pytest.raises(AigcError, match="max_length") as error:
         model.init_state(batch_size=1, max_length=max_length)
     assert error.value.param == "max_length"
+
+
+def test_extended_state_rows_decode_like_each_state_alone_also_after_rows_leave(model):
+    # Continuous batching: a newcomer's state joins a running one (GPT: right-aligned, the shorter side
+    # left-padded), then the older rows leave (GPT: their leading slots are compacted away).
+    old_ids, new_ids, more = random_ids(2, 6, seed=6), random_ids(1, 3, seed=7), random_ids(3, 4, seed=8)
+    state = model.init_state(batch_size=2, max_length=12)
+    model.step(old_ids, state)
+    newcomer = model.init_state(batch_size=1, max_length=9)
+    model.step(new_ids, newcomer)
+    state.extend(newcomer)
+    assert state.batch_size == 3
+    merged = [model.step(more[:, t:t + 1], state) for t in range(2)]
+    state.reorder(torch.tensor([2]))
+    if hasattr(state, "length"):
+        assert state.length == 5  # the newcomer's 3 prompt tokens and 2 new ones; the padding before them is gone
+    state.reserve(2)
+    after_leaving = [model.step(more[2:, t:t + 1], state) for t in range(2, 4)]
+
+    for row, prompt in ((0, old_ids[:1]), (1, old_ids[1:]), (2, new_ids)):
+        alone = model.init_state(batch_size=1, max_length=12)
+        model.step(prompt, alone)
+        expected = [model.step(more[row:row + 1, t:t + 1], alone) for t in range(4)]
+        for t in range(2):
+            torch.testing.assert_close(merged[t][row], expected[t][0], atol=1e-5, rtol=0)
+        if row == 2:
+            for t in range(2):
+                torch.testing.assert_close(after_leaving[t][0], expected[2 + t][0], atol=1e-5, rtol=0)
+
+
+def test_reserve_makes_room_beyond_the_preallocated_length(model):
+    ids = random_ids(1, 6)
+    full, _ = model(ids)
+    state = model.init_state(batch_size=1, max_length=4)
+    logits = [model.step(ids[:, :4], state)]
+    for t in range(4, 6):
+        state.reserve(1)
+        logits.append(model.step(ids[:, t:t + 1], state))
+    torch.testing.assert_close(torch.cat(logits, dim=1), full, atol=1e-5, rtol=0)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from aigc_studio.generation.sampling_params import SamplingParams
 
@@ -31,6 +31,7 @@ class BackendInfo:
     context_length: int
     model_type: str = ""
     weights_sha256: str = ""
+    languages: tuple[str, ...] = ()  # what the model can write ("en", "zh"); empty when unknown (any)
 
 
 @dataclass
@@ -40,6 +41,33 @@ class TokenLogprob:
     token: str
     logprob: float
     top_logprobs: dict[str, float] = field(default_factory=dict)
+
+
+def openai_logprobs(text: str, logprobs: Sequence[TokenLogprob]) -> dict[str, Any]:
+    """The OpenAI (legacy completions) ``logprobs`` object of one candidate.
+
+    Returns:
+        ``{"tokens", "token_logprobs", "top_logprobs", "text_offset"}``: each token's text, its log-probability,
+        its most likely alternatives (``{token: logprob}``, empty when none were asked for) and where its text
+        starts in ``text``. A token whose text is not in ``text`` (``<eos>``, one piece of a multi-byte
+        character, a placeholder the backend replaced) gets the offset where the next text starts.
+    """
+    offsets, position = [], 0
+    for item in logprobs:
+        # A token's text is searched from where the previous one ended: placeholders the backend replaced by
+        # longer values are skipped over this way, and a token not in the text leaves the position as it is.
+        found = text.find(item.token, position) if item.token else -1
+        if found < 0:
+            offsets.append(position)
+        else:
+            offsets.append(found)
+            position = found + len(item.token)
+    return {
+        "tokens": [item.token for item in logprobs],
+        "token_logprobs": [item.logprob for item in logprobs],
+        "top_logprobs": [dict(item.top_logprobs) for item in logprobs],
+        "text_offset": offsets,
+    }
 
 
 @dataclass

@@ -16,9 +16,11 @@ import torch.nn.functional as F
 
 from aigc_studio.backends.base import BackendInfo, Candidate, GenerationResult, StreamChunk, TokenLogprob
 from aigc_studio.content.delexicalize import delexicalize, relexicalize
+from aigc_studio.data.tokenizer import tokenizer_languages
 from aigc_studio.errors import AigcError
 from aigc_studio.generation.beam_search import beam_search
-from aigc_studio.generation.outputs import Completion
+from aigc_studio.generation.decoding import check_prompts, context_length
+from aigc_studio.generation.outputs import Completion, StreamEvent
 from aigc_studio.generation.sampler import generate, stream
 from aigc_studio.generation.sampling_params import SamplingParams
 from aigc_studio.models.model_dir import LoadedModel, load_pretrained, weights_sha256
@@ -40,6 +42,7 @@ class BuiltinBackend:
             context_length=self.generation_config.max_length,
             model_type=self.model.model_type,
             weights_sha256=weights_sha256(directory),
+            languages=tokenizer_languages(self.tokenizer),
         )
 
     @classmethod
@@ -67,36 +70,34 @@ class BuiltinBackend:
             ids.append(self.tokenizer.sep_id)
         return ids
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[GenerationResult]:
+    def open_request(self, prompt: str, params: SamplingParams) -> BuiltinRequest:
+        """Check ``params`` and ``prompt`` and encode the prompt: what decoding needs, and what turns its tokens
+        back into the texts the caller sees (:meth:`generate`, :meth:`stream` and the serving engine use it).
+
+        Raises:
+            AigcError: invalid params, or a prompt that fills the model's context.
+        """
         params.validate()
-        prompt_ids = [self.encode_prompt(prompt) for prompt in prompts]
+        if not isinstance(prompt, str):
+            raise AigcError(f"prompt must be a string, got {type(prompt).__name__}", param="prompt")
+        prompt_ids = self.encode_prompt(prompt)
+        check_prompts([prompt_ids], self.model.config.vocab_size, context_length(self.model))
+        return BuiltinRequest(self, prompt, prompt_ids, params, self._slot_values(prompt))
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[GenerationResult]:
+        requests = [self.open_request(prompt, params) for prompt in prompts]
         if params.num_beams > 1:
-            completions = [beam_search(self.model, self.tokenizer, ids, params) for ids in prompt_ids]
+            completions = [beam_search(self.model, self.tokenizer, request.prompt_ids, params) for request in requests]
         else:
-            outputs = generate(self.model, self.tokenizer, prompt_ids, params)
+            outputs = generate(self.model, self.tokenizer, [request.prompt_ids for request in requests], params)
             completions = [output.completions for output in outputs]
-        return [
-            GenerationResult(
-                prompt=prompt,
-                candidates=[self._candidate(completion, params, self._slot_values(prompt)) for completion in prompt_completions],
-                prompt_tokens=len(ids),
-            )
-            for prompt, ids, prompt_completions in zip(prompts, prompt_ids, completions)
-        ]
+        return [request.result(prompt_completions) for request, prompt_completions in zip(requests, completions)]
 
     def stream(self, prompt: str, params: SamplingParams) -> Iterator[StreamChunk]:
         if params.n != 1 or params.num_beams != 1:
             raise AigcError("streaming returns one candidate: set n=1 and num_beams=1", param="n")
-        slot_values = self._slot_values(prompt)
-        pending = ""  # text that may still be the start of a placeholder, held back until it is decided
-        for event in stream(self.model, self.tokenizer, self.encode_prompt(prompt), params):
-            logprob = None
-            if params.logprobs is not None:
-                logprob = self._token_logprob(event.token_id, event.logprob, event.top_logprobs)
-            pending = relexicalize(pending + event.text, slot_values)
-            keep = 0 if event.finish_reason else _partial_placeholder_length(pending, slot_values)
-            text, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
-            yield StreamChunk(text=text, logprob=logprob, finish_reason=event.finish_reason)
+        request = self.open_request(prompt, params)
+        return (request.chunk(0, event) for event in stream(self.model, self.tokenizer, request.prompt_ids, params))
 
     @torch.inference_mode()
     def score(self, prompt: str, continuation: str) -> list[TokenLogprob]:
@@ -121,22 +122,6 @@ class BuiltinBackend:
     def _slot_values(self, prompt: str) -> dict[str, str]:
         return delexicalize(prompt, None, self.generation_config.delexicalized_slots)[2]
 
-    def _candidate(self, completion: Completion, params: SamplingParams, slot_values: dict[str, str]) -> Candidate:
-        logprobs = None
-        if params.logprobs is not None:
-            top = completion.top_logprobs or [None] * len(completion.token_ids)
-            logprobs = [
-                self._token_logprob(token_id, value, alternatives)
-                for token_id, value, alternatives in zip(completion.token_ids, completion.logprobs, top)
-            ]
-        return Candidate(
-            text=relexicalize(completion.text, slot_values),
-            finish_reason=completion.finish_reason,
-            num_tokens=len(completion.token_ids),
-            logprobs=logprobs,
-            cumulative_logprob=completion.cumulative_logprob,
-        )
-
     def _token_logprob(self, token_id: int, value: float, alternatives: dict[int, float] | None) -> TokenLogprob:
         strings = self.tokenizer.token_strings
         top = {}
@@ -154,3 +139,53 @@ def _partial_placeholder_length(text: str, slot_values: dict[str, str]) -> int:
                 longest = length
                 break
     return longest
+
+
+class BuiltinRequest:
+    """One prompt of a :class:`BuiltinBackend`, checked and encoded; it turns the decoder's output into the
+    backend's texts: placeholders put back (:func:`relexicalize`), also while streaming.
+
+    Built by :meth:`BuiltinBackend.open_request`. A stream's text is held back while it ends with the start of
+    a placeholder (``__na`` may become ``__name__``), so a chunk never shows half a placeholder.
+    """
+
+    def __init__(self, backend: BuiltinBackend, prompt: str, prompt_ids: list[int], params: SamplingParams,
+                 slot_values: dict[str, str]) -> None:
+        self.backend = backend
+        self.prompt = prompt
+        self.prompt_ids = prompt_ids
+        self.params = params
+        self.slot_values = slot_values
+        self._pending: dict[int, str] = {}  # per candidate: streamed text not yet sent (a possible placeholder start)
+
+    def chunk(self, candidate_index: int, event: StreamEvent) -> StreamChunk:
+        """The stream chunk for one decoder event of candidate ``candidate_index``."""
+        logprob = None
+        if self.params.logprobs is not None:
+            logprob = self.backend._token_logprob(event.token_id, event.logprob, event.top_logprobs)
+        pending = relexicalize(self._pending.pop(candidate_index, "") + event.text, self.slot_values)
+        keep = 0 if event.finish_reason else _partial_placeholder_length(pending, self.slot_values)
+        if keep:
+            self._pending[candidate_index] = pending[len(pending) - keep:]
+        return StreamChunk(text=pending[:len(pending) - keep], logprob=logprob, finish_reason=event.finish_reason)
+
+    def result(self, completions: Sequence[Completion]) -> GenerationResult:
+        """The backend's result for this prompt from the decoder's finished completions."""
+        return GenerationResult(prompt=self.prompt, candidates=[self._candidate(completion) for completion in completions],
+                                prompt_tokens=len(self.prompt_ids))
+
+    def _candidate(self, completion: Completion) -> Candidate:
+        logprobs = None
+        if self.params.logprobs is not None:
+            top = completion.top_logprobs or [None] * len(completion.token_ids)
+            logprobs = [
+                self.backend._token_logprob(token_id, value, alternatives)
+                for token_id, value, alternatives in zip(completion.token_ids, completion.logprobs, top)
+            ]
+        return Candidate(
+            text=relexicalize(completion.text, self.slot_values),
+            finish_reason=completion.finish_reason,
+            num_tokens=len(completion.token_ids),
+            logprobs=logprobs,
+            cumulative_logprob=completion.cumulative_logprob,
+        )

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from aigc_studio.cli import data, evaluate, generate, safety, train, write
+from aigc_studio.cli import admin, data, evaluate, generate, images, models, safety, serve, support, train, watermark, write
 from aigc_studio.errors import AigcError
 
 app = typer.Typer(
@@ -27,9 +27,21 @@ app.add_typer(data.app, name="data")
 app.command("train")(train.train)
 app.command("generate")(generate.generate)
 app.add_typer(safety.pii_app, name="pii")
+app.add_typer(watermark.app, name="watermark")
 app.command("moderate")(safety.moderate)
 app.command("write")(write.write)
 app.add_typer(evaluate.app, name="eval")
+app.add_typer(admin.keys_app, name="keys")
+app.add_typer(admin.audit_app, name="audit")
+app.add_typer(admin.db_app, name="db")
+app.command("serve")(serve.serve)
+app.add_typer(support.app, name="support")
+data.app.command("prepare-images")(images.prepare_images)
+evaluate.app.command("images")(images.eval_images)
+app.command("sketch")(images.sketch)
+app.add_typer(images.provenance_app, name="provenance")
+app.add_typer(models.app, name="models")
+app.command("export")(models.export)
 
 USER_ERROR_EXIT_CODE = 2
 

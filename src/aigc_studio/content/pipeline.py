@@ -90,7 +90,7 @@ class PipelineHooks:
         moderate_input: checks (and may redact) the request; returns it with a JSON-ready summary of the
             findings; raises :class:`AigcError` to refuse it.
         sampling: adjusts the sampling parameters before generation (adds the watermark).
-        moderate_output: checks the ranked candidates and returns them with flags, redactions and, for
+        moderate_output: checks the ranked candidates (given the request) and returns them with flags, redactions and, for
             blocked ones, violations; the pipeline ranks them again afterwards.
         stamp: adds the provenance record to a finished result and returns it.
         audit: records the finished result (who asked for what, what came back).
@@ -98,7 +98,7 @@ class PipelineHooks:
 
     moderate_input: Callable[[ContentRequest], tuple[ContentRequest, dict[str, Any]]] | None = None
     sampling: Callable[[SamplingParams], SamplingParams] | None = None
-    moderate_output: Callable[[list[RankedCandidate]], list[RankedCandidate]] | None = None
+    moderate_output: Callable[[list[RankedCandidate], ContentRequest], list[RankedCandidate]] | None = None
     stamp: Callable[[ContentResult], ContentResult] | None = None
     audit: Callable[[ContentResult], None] | None = None
 
@@ -152,6 +152,13 @@ class ContentPipeline:
         # 2. render the task: the compact source for conditional models, the instruction prompt otherwise
         task = get_task(request.task)
         task.validate(request)
+        languages = self.backend.info.languages
+        if languages and request.language not in languages:
+            raise AigcError(
+                f"model {self.backend.info.name!r} writes {', '.join(languages)}, not {request.language!r}; "
+                f"choose a model trained on {request.language} text (--model) or set the language to {languages[0]}",
+                param="language",
+            )
         prompt_format = self.backend.info.prompt_format
         prompt = task.render_source(request) if prompt_format == "records" else task.render_prompt(request)
         clock = _lap(timing, "render", clock)
@@ -184,7 +191,7 @@ class ContentPipeline:
 
         # 6. moderate output
         if self.hooks.moderate_output is not None:
-            candidates = order_candidates(self.hooks.moderate_output(candidates), task.metric_weights)
+            candidates = order_candidates(self.hooks.moderate_output(candidates, request), task.metric_weights)
 
         timing["total"] = time.perf_counter() - started
         result = ContentResult(

@@ -7,6 +7,7 @@ project agrees on what ``<bos>``, ``<sep>`` and ``<eos>`` are (see docs/architec
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -129,3 +130,16 @@ def _train_char_tokenizer(texts: Iterable[str]) -> Tokenizer:
     tokenizer.decoder = decoders.Fuse()
     tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
     return tokenizer
+
+
+def tokenizer_languages(tokenizer: TextTokenizer) -> tuple[str, ...]:
+    """The languages a tokenizer's vocabulary was learned from: ``"en"`` when it holds Latin words, ``"zh"``
+    when it holds Chinese characters (a byte-level BPE can *encode* anything, but a model only writes what its
+    training data had, so this is what a model trained with it can write)."""
+    pieces = [tokenizer.decode([token_id]) for token_id in range(len(SPECIAL_TOKENS), tokenizer.vocab_size)]
+    languages = []
+    if any(re.search(r"[A-Za-z]{2}", piece) for piece in pieces):
+        languages.append("en")
+    if any(re.search(CJK_CHARACTER, piece) for piece in pieces):
+        languages.append("zh")
+    return tuple(languages)

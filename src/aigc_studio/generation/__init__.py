@@ -1,5 +1,6 @@
 """Text generation with the project's own models: sampling parameters, logits processors, batched KV-cached
-sampling (:func:`generate`), streaming (:func:`stream`) and :func:`beam_search`. See docs/generation.md."""
+sampling (:func:`generate`, on :class:`DecodeBatch`), streaming (:func:`stream`) and :func:`beam_search`.
+The serving engine is :mod:`aigc_studio.generation.engine`. See docs/generation.md."""
 
 from aigc_studio.generation.beam_search import beam_search
 from aigc_studio.generation.logits_processors import (
@@ -16,11 +17,12 @@ from aigc_studio.generation.logits_processors import (
     build_logits_processors,
 )
 from aigc_studio.generation.outputs import Completion, FinishReason, GenerationOutput, StreamEvent
-from aigc_studio.generation.sampler import generate, sample_with_uniforms, stream
+from aigc_studio.generation.sampler import DecodeBatch, generate, sample_with_uniforms, stream
 from aigc_studio.generation.sampling_params import SamplingParams
 
 __all__ = [
     "Completion",
+    "DecodeBatch",
     "FinishReason",
     "GenerationOutput",
     "LogitsProcessor",

@@ -121,7 +121,7 @@ def beam_search(
     budget = new_token_budget(len(prompt_ids), params, context)
     num_beams, prompt_length, device = params.num_beams, len(prompt_ids), model_device(model)
     processors = build_logits_processors(params, prompt_length=prompt_length, eos_token_ids=eos_token_ids,
-                                         extra=logits_processors or (), warpers=False)
+                                         vocab_size=vocab_size, extra=logits_processors or (), warpers=False)
     longest_stop = max((len(stop) for stop in params.stop), default=0)
     top_k = params.logprobs or 0
 

@@ -15,13 +15,15 @@ from the raw logits. Each one is a whole-tensor operation on (B, V): no Python l
 2. :class:`PresenceFrequencyPenalty` (the OpenAI formula)
 3. :class:`NoRepeatNGram`            (Paulus et al. 2017)
 4. :class:`MinTokens`                (end-of-sequence suppressed until ``min_tokens`` new tokens)
-5. the caller's extra processors     (e.g. the watermark), where Hugging Face runs ``logits_processor=``
-6. :class:`Temperature`
-7. :class:`TopK`                     (Fan et al. 2018)
-8. :class:`TopP`                     (nucleus sampling, Holtzman et al. 2019)
-9. :class:`MinP`                     (Nguyen et al. 2024)
+5. the watermark                     (``params.watermark``: :class:`~aigc_studio.safety.watermark.WatermarkProcessor`,
+                                      Kirchenbauer et al. 2023, after the penalties and before the temperature)
+6. the caller's extra processors     where Hugging Face runs ``logits_processor=``
+7. :class:`Temperature`
+8. :class:`TopK`                     (Fan et al. 2018)
+9. :class:`TopP`                     (nucleus sampling, Holtzman et al. 2019)
+10. :class:`MinP`                    (Nguyen et al. 2024)
 
-Steps 6-9 only change which token is *sampled*; they never move the most likely token, so greedy decoding and
+Steps 7-10 only change which token is *sampled*; they never move the most likely token, so greedy decoding and
 beam search leave them out. A processor whose setting turns it off is not built at all, so it costs nothing.
 """
 
@@ -184,6 +186,7 @@ def build_logits_processors(
     prompt_length: int,
     eos_token_ids: Sequence[int],
     pad_id: int | None = None,
+    vocab_size: int | None = None,
     extra: Sequence[LogitsProcessor] = (),
     warpers: bool = True,
 ) -> list[LogitsProcessor]:
@@ -195,6 +198,8 @@ def build_logits_processors(
         eos_token_ids: the tokens that end a candidate (``<eos>`` plus ``params.stop_token_ids``), held back
             by ``min_tokens``.
         pad_id: the id used for left padding, ignored by the repetition and n-gram rules.
+        vocab_size: the model's vocabulary size; needed when ``params.watermark`` is set (green lists are
+            drawn from the whole vocabulary).
         extra: the caller's own processors (e.g. the watermark), run after the penalties and before the
             temperature.
         warpers: False leaves out temperature, top-k, top-p and min-p (beam search). They are also left out
@@ -212,6 +217,13 @@ def build_logits_processors(
         processors.append(NoRepeatNGram(params.no_repeat_ngram_size, pad_id))
     if params.min_tokens > 0 and eos_token_ids:
         processors.append(MinTokens(params.min_tokens, tuple(eos_token_ids), prompt_length))
+    if params.watermark is not None:
+        if vocab_size is None:
+            raise ValueError("build_logits_processors needs vocab_size to build the watermark")
+        # Imported here: the safety package loads only when a watermark is asked for.
+        from aigc_studio.safety.watermark import WatermarkProcessor
+
+        processors.append(WatermarkProcessor(params.watermark, vocab_size))
     processors.extend(extra)
     if warpers and not params.greedy:
         if params.temperature != 1.0:

@@ -1,14 +1,18 @@
-"""Batched, KV-cached sampling: :func:`generate` for many prompts at once, :func:`stream` for one as it goes.
+"""Batched, KV-cached sampling: :class:`DecodeBatch` decodes many sequences together, and :func:`generate`
+(many prompts at once), :func:`stream` (one as it goes) and the serving engine all run on it.
 
-The loop, once per batch of prompts:
+The loop:
 
-1. left-pad the prompts and run them through the model once (prefill), then copy each prompt's decoding
-   state to its ``n`` candidates;
-2. every step, for all unfinished candidates together: apply the logits processors, pick the next token
-   (argmax when greedy, else inverse-CDF sampling with the candidate's own random numbers), read the token and
-   its raw log-probability back to the CPU (the step's only device-to-host copy), and feed the tokens back;
+1. :meth:`DecodeBatch.add` left-pads a request's prompts and runs them through the model once (prefill),
+   copies each prompt's decoding state to its ``n`` candidates, and merges them into the running batch
+   (``state.extend``: the caches are right-aligned, the shorter side left-padded);
+2. :meth:`DecodeBatch.step`, for all running candidates together: each group applies its own logits
+   processors to its rows and picks the next token (argmax when greedy, else inverse-CDF sampling with the
+   candidate's own random numbers); the tokens and their raw log-probabilities come back to the CPU in one
+   copy (the step's only device-to-host copy), and the tokens are fed back in one model step;
 3. a candidate finishes on ``<eos>``, a stop token, a stop string or its token budget; finished candidates
-   leave the batch (``state.reorder`` drops their rows), so they cost nothing afterwards.
+   leave the batch (``state.reorder`` drops their rows), so they cost nothing afterwards. Groups can join and
+   leave between any two steps (continuous batching, :mod:`~aigc_studio.generation.engine`).
 
 Randomness: candidate j of a request with seed s draws its uniforms from ``numpy.random.default_rng([s, j])``
 before decoding starts, and step t uses the t-th one. Its tokens therefore depend only on (s, j), the prompt
@@ -46,7 +50,7 @@ from aigc_studio.generation.sampling_params import SamplingParams
 
 
 @dataclass
-class _Candidate:
+class RunningCandidate:
     """One sequence being generated: what it has produced so far, all on the CPU."""
 
     prompt_index: int
@@ -57,6 +61,7 @@ class _Candidate:
     top_logprobs: list[dict[int, float]] = field(default_factory=list)
     text: str = ""  # kept current every step only when stop strings or streaming need it
     searched: int = 0  # characters of `text` already searched for stop strings
+    emitted: int = 0  # characters of `text` already streamed (see stream_event)
     finish_reason: FinishReason | None = None
 
     def to_completion(self, with_top_logprobs: bool) -> Completion:
@@ -89,7 +94,7 @@ def sample_with_uniforms(logits: torch.Tensor, uniforms: torch.Tensor) -> torch.
     return torch.searchsorted(cdf, threshold, right=True).squeeze(1)  # first index whose CDF exceeds it
 
 
-def _candidate_uniforms(candidates: Sequence[_Candidate], seed: int | None, steps: int) -> torch.Tensor:
+def _candidate_uniforms(candidates: Sequence[RunningCandidate], seed: int | None, steps: int) -> torch.Tensor:
     """(B, steps) uniforms; row i comes from candidate i's own generator (see the module docstring)."""
     # Without a seed each candidate gets a fresh one from torch's global generator, so torch.manual_seed
     # still makes an unseeded run repeatable.
@@ -99,128 +104,251 @@ def _candidate_uniforms(candidates: Sequence[_Candidate], seed: int | None, step
     return torch.from_numpy(np.stack(rows)).float()
 
 
-def _context_groups(prompt_lengths: Sequence[int], budgets: Sequence[int], context: int | None) -> list[list[int]]:
-    """Split prompt indices into batches whose left-padded layout fits the model's context.
+class DecodeGroup:
+    """Candidates that joined a :class:`DecodeBatch` together: ``params.n`` per prompt of one request.
 
-    Padding takes cache slots too: a batch needs ``longest prompt + longest budget - 1`` slots. When a short
-    prompt with a long budget meets a long prompt, they are decoded in separate batches so that neither
-    loses tokens to the other's padding; in the usual case everything is one batch.
+    They share the request's :class:`SamplingParams`, hence one list of logits processors, one padded prompt
+    width and one step counter; other groups in the batch may have other settings.
+
+    Attributes:
+        prompts: the prompts' token ids.
+        params: the group's sampling settings.
+        candidates: every candidate, prompt-major; finished ones stay here with their tokens and text.
+        active: the candidates still decoding, in the order of their batch rows.
     """
-    if context is None:
-        return [list(range(len(prompt_lengths)))]
-    groups: list[list[int]] = []
-    current: list[int] = []
-    width = steps = 0
-    for index in sorted(range(len(prompt_lengths)), key=lambda i: -prompt_lengths[i]):
-        if current and max(width, prompt_lengths[index]) + max(steps, budgets[index]) - 1 > context:
-            groups.append(sorted(current))
-            current, width, steps = [], 0, 0
-        current.append(index)
-        width, steps = max(width, prompt_lengths[index]), max(steps, budgets[index])
-    groups.append(sorted(current))
-    return groups
+
+    def __init__(self, prompts: Sequence[Sequence[int]], candidates: list[RunningCandidate], params: SamplingParams,
+                 *, prompt_ids: torch.Tensor, eos_token_ids: tuple[int, ...], processors: list[LogitsProcessor],
+                 uniforms: torch.Tensor | None, text_every_step: bool) -> None:
+        self.prompts = [list(prompt) for prompt in prompts]
+        self.params = params
+        self.candidates = candidates
+        self.active = list(candidates)
+        self.eos_token_ids = eos_token_ids
+        self.processors = processors
+        self.text_every_step = text_every_step
+        self.top_k = params.logprobs or 0
+        self.longest_stop = max((len(stop) for stop in params.stop), default=0)
+        self.prompt_length = prompt_ids.size(1)
+        self.steps = 0  # tokens every active candidate has generated so far
+        # Prompt and generated tokens in one preallocated buffer, so processors see a view, never a concatenation.
+        max_steps = max(candidate.budget for candidate in candidates)
+        self.token_buffer = prompt_ids.new_empty(len(candidates), self.prompt_length + max_steps)
+        self.token_buffer[:, :self.prompt_length] = prompt_ids
+        self.uniforms = uniforms  # (rows, max_steps), None when greedy
+
+    def outputs(self) -> list[GenerationOutput]:
+        """One :class:`GenerationOutput` per prompt, candidates in candidate order (every one must be finished)."""
+        n = self.params.n
+        with_top = bool(self.params.logprobs)
+        return [GenerationOutput(prompt, [c.to_completion(with_top) for c in self.candidates[i * n:(i + 1) * n]])
+                for i, prompt in enumerate(self.prompts)]
+
+    def pick(self, raw_logits: torch.Tensor) -> torch.Tensor:
+        """The next token (rows,) of every active candidate from its raw logits (rows, V), written to the buffer."""
+        column = self.prompt_length + self.steps
+        scores = apply_logits_processors(self.processors, raw_logits, self.token_buffer[:, :column])
+        if self.uniforms is None:
+            tokens = scores.argmax(dim=-1)
+        else:
+            tokens = sample_with_uniforms(scores, self.uniforms[:, self.steps])
+        self.token_buffer[:, column] = tokens
+        return tokens
+
+    def select(self, rows: list[int]) -> None:
+        """Keep only the active candidates at these positions (the others left the batch)."""
+        index = torch.tensor(rows, dtype=torch.long, device=self.token_buffer.device)
+        self.active = [self.active[row] for row in rows]
+        self.token_buffer = self.token_buffer.index_select(0, index)
+        if self.uniforms is not None:
+            self.uniforms = self.uniforms.index_select(0, index)
 
 
-def _decode(
-    model: nn.Module,
-    tokenizer: TextTokenizer,
-    prompts: Sequence[Sequence[int]],
-    candidates: list[_Candidate],
-    params: SamplingParams,
-    *,
-    eos_token_ids: tuple[int, ...],
-    extra_processors: Sequence[LogitsProcessor],
-    text_every_step: bool,
-) -> Iterator[list[_Candidate]]:
-    """Decode ``params.n`` candidates of each prompt (``candidates`` in prompt-major order) together.
+class DecodeBatch:
+    """Sequences of several requests decoded together: one model step per token for all of them.
 
-    Yields, after every step, the candidates that received a token in it (finished ones have their
-    ``finish_reason`` and final ``text`` set). ``text_every_step`` keeps ``text`` current for streaming.
+    Groups (:meth:`add`) join between steps and leave when their last candidate finishes or when removed
+    (:meth:`remove`); each group keeps its own sampling settings. The model must be in eval mode; one thread
+    at a time may use a batch.
+
+    Args:
+        model: a model with the ``init_state``/``step`` decoding contract (docs/architecture.md, "Models"),
+            whose state also has ``extend`` and ``reserve``.
+        tokenizer: the model's tokenizer (pad, eos and decoding).
+        max_length: a context limit below the model's own (prompt + completion), or None for the model's.
     """
-    device = model_device(model)
-    n = params.n
-    input_ids, attention_mask = left_pad(prompts, tokenizer.pad_id, device)
-    prompt_length = input_ids.size(1)
-    max_steps = max(candidate.budget for candidate in candidates)
 
-    # 1. prefill each distinct prompt once, then copy its state and last logits to its n candidates.
-    # The last sampled token is never fed back, hence max_steps - 1 cache slots after the prompt.
-    state = model.init_state(len(prompts), prompt_length + max_steps - 1, device=device)
-    logits = model.step(input_ids, state, attention_mask)[:, -1]  # (P, V)
-    if n > 1:
-        expand = torch.arange(len(prompts), device=device).repeat_interleave(n)
-        state.reorder(expand)
-        logits = logits.index_select(0, expand)
-        input_ids = input_ids.index_select(0, expand)
-    # Prompt and generated tokens in one preallocated buffer, so processors see a view, never a concatenation.
-    token_buffer = torch.empty(len(candidates), prompt_length + max_steps, dtype=torch.long, device=device)
-    token_buffer[:, :prompt_length] = input_ids
-    uniforms = None if params.greedy else _candidate_uniforms(candidates, params.seed, max_steps).to(device)
+    def __init__(self, model: nn.Module, tokenizer: TextTokenizer, *, max_length: int | None = None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.context = context_length(model, max_length)
+        self.device = model_device(model)
+        self.groups: list[DecodeGroup] = []  # their active candidates are the batch rows, in this order
+        self.state = None  # the model's decoding state for every row; None while the batch is empty
+        self.logits: torch.Tensor | None = None  # (rows, V): every row's next-token logits, not yet used
 
-    processors = build_logits_processors(params, prompt_length=prompt_length, eos_token_ids=eos_token_ids,
-                                         pad_id=tokenizer.pad_id, extra=extra_processors)
-    top_k = params.logprobs or 0
-    longest_stop = max((len(stop) for stop in params.stop), default=0)
-    active = candidates
-    for step in range(max_steps):
-        # 2. pick the next token of every active candidate
-        raw_logits = logits.float()
-        scores = apply_logits_processors(processors, raw_logits, token_buffer[:, :prompt_length + step])
-        next_tokens = scores.argmax(dim=-1) if uniforms is None else sample_with_uniforms(scores, uniforms[:, step])
-        token_buffer[:, prompt_length + step] = next_tokens
+    @property
+    def num_rows(self) -> int:
+        """Candidates decoding now (the model's batch size at the next step)."""
+        return sum(len(group.active) for group in self.groups)
 
-        # 3. one device-to-host copy per step: token ids (exact in float64), raw logprobs, top alternatives
+    @torch.inference_mode()
+    def add(
+        self,
+        prompts: Sequence[Sequence[int]],
+        params: SamplingParams,
+        *,
+        logits_processors: Sequence[LogitsProcessor] = (),
+        text_every_step: bool = False,
+    ) -> DecodeGroup:
+        """Prefill ``prompts`` and add their ``params.n`` candidates each to the batch.
+
+        Args:
+            prompts: token ids of each prompt, special tokens included.
+            params: the group's sampling settings (``num_beams`` must be 1).
+            logits_processors: extra processors (e.g. the watermark) for this group only.
+            text_every_step: keep every candidate's ``text`` current after each step (streaming).
+
+        Returns:
+            The new group; its candidates fill in as :meth:`step` runs.
+
+        Raises:
+            AigcError: invalid params, beam search, or a prompt that is empty, has unknown ids or fills the context.
+        """
+        if params.num_beams != 1:
+            raise AigcError(f"beam search (num_beams={params.num_beams}) runs alone, not in a batch; "
+                            "call beam_search or generate", param="num_beams")
+        context, eos_token_ids = _prepare(self.model, self.tokenizer, prompts, params, self.max_length)
+        budgets = [new_token_budget(len(prompt), params, context) for prompt in prompts]
+        candidates = [RunningCandidate(index, j, budgets[index]) for index in range(len(prompts)) for j in range(params.n)]
+        input_ids, attention_mask = left_pad(prompts, self.tokenizer.pad_id, self.device)
+        max_steps = max(budgets)
+
+        # 1. prefill each distinct prompt once, then copy its state and last logits to its n candidates.
+        # The last sampled token is never fed back, hence max_steps - 1 slots after the prompt (capped by the
+        # context: a row never needs more, and the cache compacts away padding that rows leave behind).
+        capacity = input_ids.size(1) + max_steps - 1
+        if context is not None:
+            capacity = min(capacity, context)
+        state = self.model.init_state(len(prompts), capacity, device=self.device)
+        logits = self.model.step(input_ids, state, attention_mask)[:, -1]  # (P, V)
+        if params.n > 1:
+            expand = torch.arange(len(prompts), device=self.device).repeat_interleave(params.n)
+            state.reorder(expand)
+            logits = logits.index_select(0, expand)
+            input_ids = input_ids.index_select(0, expand)
+        uniforms = None if params.greedy else _candidate_uniforms(candidates, params.seed, max_steps).to(self.device)
+        processors = build_logits_processors(params, prompt_length=input_ids.size(1), eos_token_ids=eos_token_ids,
+                                             pad_id=self.tokenizer.pad_id, vocab_size=self.model.config.vocab_size,
+                                             extra=logits_processors)
+        group = DecodeGroup(prompts, candidates, params, prompt_ids=input_ids, eos_token_ids=eos_token_ids,
+                            processors=processors, uniforms=uniforms, text_every_step=text_every_step)
+
+        # 2. merge into the running batch: its rows come after everyone else's
+        if self.state is None:
+            self.state, self.logits = state, logits
+        else:
+            self.state.extend(state)
+            self.logits = torch.cat([self.logits, logits])
+        self.groups.append(group)
+        return group
+
+    @torch.inference_mode()
+    def step(self) -> list[tuple[DecodeGroup, list[RunningCandidate]]]:
+        """Give every running candidate its next token; finished candidates leave the batch.
+
+        Returns:
+            For every group that was running, the candidates that got a token (finished ones have their
+            ``finish_reason`` and final ``text`` set).
+        """
+        # 1. pick the next token of every active candidate, each group with its own processors
+        raw_logits = self.logits.float()
+        picks, start = [], 0
+        for group in self.groups:
+            picks.append(group.pick(raw_logits[start:start + len(group.active)]))
+            start += len(group.active)
+        next_tokens = picks[0] if len(picks) == 1 else torch.cat(picks)
+
+        # 2. one device-to-host copy per step: token ids (exact in float64), raw logprobs, top alternatives
         raw_logprobs = raw_logits.log_softmax(dim=-1)
         readout = [next_tokens[:, None].double(), raw_logprobs.gather(1, next_tokens[:, None]).double()]
+        top_k = max(group.top_k for group in self.groups)
         if top_k:
             top = raw_logprobs.topk(top_k, dim=-1)
             readout += [top.indices.double(), top.values.double()]
-        rows = torch.cat(readout, dim=1).tolist()
+        rows = iter(torch.cat(readout, dim=1).tolist())
 
-        # 4. bookkeeping on the CPU: record the token, then decide whether the candidate is done
-        for candidate, row in zip(active, rows):
-            token_id = int(row[0])
-            candidate.token_ids.append(token_id)
-            candidate.logprobs.append(row[1])
-            if top_k:
-                candidate.top_logprobs.append(dict(zip(map(int, row[2:2 + top_k]), row[2 + top_k:])))
-            _update_finish(candidate, tokenizer, params, eos_token_ids, longest_stop, text_every_step)
-        yield active
+        # 3. bookkeeping on the CPU: record the token, then decide whether the candidate is done
+        updates = []
+        for group in self.groups:
+            for candidate, row in zip(group.active, rows):
+                token_id = int(row[0])
+                candidate.token_ids.append(token_id)
+                candidate.logprobs.append(row[1])
+                if group.top_k:
+                    indices, values = row[2:2 + group.top_k], row[2 + top_k:2 + top_k + group.top_k]
+                    candidate.top_logprobs.append(dict(zip(map(int, indices), values)))
+                _update_finish(candidate, self.tokenizer, group, token_id)
+            group.steps += 1
+            updates.append((group, list(group.active)))
 
-        # 5. finished candidates leave the batch; feed the others' tokens back
-        keep = [row for row, candidate in enumerate(active) if candidate.finish_reason is None]
-        if not keep:
-            return
-        if len(keep) < len(active):
-            index = torch.tensor(keep, device=device)
-            state.reorder(index)
-            token_buffer, next_tokens = token_buffer.index_select(0, index), next_tokens.index_select(0, index)
-            uniforms = None if uniforms is None else uniforms.index_select(0, index)
-            active = [active[row] for row in keep]
-        logits = model.step(next_tokens[:, None], state)[:, -1]  # (B, V)
+        # 4. finished candidates leave the batch; feed the others' tokens back
+        self.logits = None
+        index = self._retain([candidate.finish_reason is None for group in self.groups for candidate in group.active])
+        if self.state is not None:
+            if index is not None:
+                next_tokens = next_tokens.index_select(0, index)
+            self.state.reserve(1)
+            self.logits = self.model.step(next_tokens[:, None], self.state)[:, -1]  # (B, V)
+        return updates
+
+    def remove(self, group: DecodeGroup) -> None:
+        """Drop ``group``'s rows now (a cancelled request); its candidates keep what they generated."""
+        self._retain([other is not group for other in self.groups for _ in other.active])
+        group.active = []
+
+    def _retain(self, keep: list[bool]) -> torch.Tensor | None:
+        """Keep the rows marked True (in row order) in the state, the pending logits and the groups.
+
+        Returns:
+            The index of the kept rows, or None when every row stays.
+        """
+        if all(keep):
+            return None
+        rows = [row for row, kept in enumerate(keep) if kept]
+        start = 0
+        for group in self.groups:
+            size = len(group.active)
+            mine = [row for row in range(size) if keep[start + row]]
+            if len(mine) < size:
+                group.select(mine)
+            start += size
+        self.groups = [group for group in self.groups if group.active]
+        if not rows:
+            self.state = self.logits = None  # nothing runs: free the cache
+            return None
+        index = torch.tensor(rows, device=self.device)
+        self.state.reorder(index)
+        if self.logits is not None:
+            self.logits = self.logits.index_select(0, index)
+        return index
 
 
-def _update_finish(
-    candidate: _Candidate,
-    tokenizer: TextTokenizer,
-    params: SamplingParams,
-    eos_token_ids: tuple[int, ...],
-    longest_stop: int,
-    text_every_step: bool,
-) -> None:
-    """Set ``candidate.finish_reason`` (and its final text) when its newest token ends it."""
-    token_ids = candidate.token_ids
-    if token_ids[-1] in eos_token_ids:
+def _update_finish(candidate: RunningCandidate, tokenizer: TextTokenizer, group: DecodeGroup, token_id: int) -> None:
+    """Set ``candidate.finish_reason`` (and its final text) when its newest token ``token_id`` ends it."""
+    params, token_ids = group.params, candidate.token_ids
+    if token_id in group.eos_token_ids:
         candidate.finish_reason = "stop"
         candidate.text = tokenizer.decode(token_ids[:-1])  # the stop token is not part of the text
         return
-    if params.stop or text_every_step:
+    if params.stop or group.text_every_step:
         candidate.text = tokenizer.decode(token_ids)
     if params.stop:
         # Only text that became final since the last search can complete a stop string; stop strings ending
         # within the first min_tokens tokens do not count (vLLM's rule).
         if len(token_ids) >= params.min_tokens:
-            start = max(0, candidate.searched - (longest_stop - 1))
+            start = max(0, candidate.searched - (group.longest_stop - 1))
             position = find_stop_string(candidate.text, params.stop, start)
             if position >= 0:
                 candidate.finish_reason = "stop"
@@ -229,8 +357,32 @@ def _update_finish(
         candidate.searched = len(candidate.text.rstrip(REPLACEMENT_CHARACTER))
     if len(token_ids) >= candidate.budget:
         candidate.finish_reason = "length"
-        if not (params.stop or text_every_step):
+        if not (params.stop or group.text_every_step):
             candidate.text = tokenizer.decode(token_ids)
+
+
+def stream_event(candidate: RunningCandidate, params: SamplingParams) -> StreamEvent:
+    """The event for ``candidate``'s newest token: the text it makes final since the last event.
+
+    Text is held back while it may still change: an incomplete UTF-8 character (byte-level BPE can split a
+    Chinese character over two tokens; it decodes to U+FFFD until complete) or the beginning of a stop string.
+    The candidate's group must keep text current (``text_every_step``); joining the events' text gives the
+    final text.
+    """
+    text = candidate.text
+    if candidate.finish_reason is None:
+        settled = text.rstrip(REPLACEMENT_CHARACTER)
+        end = len(settled) - partial_stop_length(settled, params.stop)
+    else:
+        end = len(text)
+    delta, candidate.emitted = text[candidate.emitted:end], max(candidate.emitted, end)
+    return StreamEvent(
+        token_id=candidate.token_ids[-1],
+        text=delta,
+        logprob=candidate.logprobs[-1],
+        top_logprobs=candidate.top_logprobs[-1] if params.logprobs else None,
+        finish_reason=candidate.finish_reason,
+    )
 
 
 def _prepare(model: nn.Module, tokenizer: TextTokenizer, prompts: Sequence[Sequence[int]], params: SamplingParams,
@@ -272,21 +424,16 @@ def generate(
     Raises:
         AigcError: invalid params, an empty prompt, unknown token ids, or a prompt that fills the context.
     """
-    context, eos_token_ids = _prepare(model, tokenizer, prompts, params, max_length)
+    _prepare(model, tokenizer, prompts, params, max_length)
     if params.num_beams > 1:
         return [GenerationOutput(list(prompt), beam_search(model, tokenizer, prompt, params, max_length=max_length))
                 for prompt in prompts]
-    budgets = [new_token_budget(len(prompt), params, context) for prompt in prompts]
-    candidates = [[_Candidate(index, j, budgets[index]) for j in range(params.n)] for index in range(len(prompts))]
     with eval_mode(model):
-        for group in _context_groups([len(prompt) for prompt in prompts], budgets, context):
-            group_candidates = [candidate for index in group for candidate in candidates[index]]
-            for _ in _decode(model, tokenizer, [prompts[index] for index in group], group_candidates, params,
-                             eos_token_ids=eos_token_ids, extra_processors=logits_processors or (), text_every_step=False):
-                pass
-    with_top = bool(params.logprobs)
-    return [GenerationOutput(list(prompt), [candidate.to_completion(with_top) for candidate in candidates[index]])
-            for index, prompt in enumerate(prompts)]
+        batch = DecodeBatch(model, tokenizer, max_length=max_length)
+        group = batch.add(prompts, params, logits_processors=logits_processors or ())
+        while batch.groups:
+            batch.step()
+    return group.outputs()
 
 
 def stream(
@@ -300,9 +447,8 @@ def stream(
 ) -> Iterator[StreamEvent]:
     """Generate one candidate for one prompt, yielding each token and the text it makes final.
 
-    Text is held back while it may still change: an incomplete UTF-8 character (byte-level BPE can split a
-    Chinese character over two tokens; it decodes to U+FFFD until complete) or the beginning of a stop string.
-    Joining the events' text gives exactly the text :func:`generate` returns for the same seed.
+    Text is held back while it may still change (see :func:`stream_event`). Joining the events' text gives
+    exactly the text :func:`generate` returns for the same seed.
 
     Args:
         model, tokenizer, params, logits_processors, max_length: as for :func:`generate`; ``params.n`` and
@@ -319,9 +465,8 @@ def stream(
         if getattr(params, name) != 1:
             raise AigcError(f"streaming returns one candidate, but {name}={getattr(params, name)}; set {name}=1 "
                             "or call generate", param=name)
-    context, eos_token_ids = _prepare(model, tokenizer, [prompt_ids], params, max_length)
-    candidate = _Candidate(0, 0, new_token_budget(len(prompt_ids), params, context))
-    return _stream_events(model, tokenizer, prompt_ids, candidate, params, eos_token_ids, logits_processors or ())
+    _prepare(model, tokenizer, [prompt_ids], params, max_length)
+    return _stream_events(model, tokenizer, prompt_ids, params, logits_processors or (), max_length)
 
 
 @torch.inference_mode()
@@ -329,26 +474,14 @@ def _stream_events(
     model: nn.Module,
     tokenizer: TextTokenizer,
     prompt_ids: Sequence[int],
-    candidate: _Candidate,
     params: SamplingParams,
-    eos_token_ids: tuple[int, ...],
     logits_processors: Sequence[LogitsProcessor],
+    max_length: int | None,
 ) -> Iterator[StreamEvent]:
-    emitted = 0  # characters of the text already sent
     with eval_mode(model):
-        for _ in _decode(model, tokenizer, [prompt_ids], [candidate], params, eos_token_ids=eos_token_ids,
-                         extra_processors=logits_processors, text_every_step=True):
-            text = candidate.text
-            if candidate.finish_reason is None:
-                settled = text.rstrip(REPLACEMENT_CHARACTER)
-                end = len(settled) - partial_stop_length(settled, params.stop)
-            else:
-                end = len(text)
-            delta, emitted = text[emitted:end], max(emitted, end)
-            yield StreamEvent(
-                token_id=candidate.token_ids[-1],
-                text=delta,
-                logprob=candidate.logprobs[-1],
-                top_logprobs=candidate.top_logprobs[-1] if params.logprobs else None,
-                finish_reason=candidate.finish_reason,
-            )
+        batch = DecodeBatch(model, tokenizer, max_length=max_length)
+        batch.add([prompt_ids], params, logits_processors=logits_processors, text_every_step=True)
+        while batch.groups:
+            for _, candidates in batch.step():
+                for candidate in candidates:
+                    yield stream_event(candidate, params)

@@ -16,9 +16,12 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aigc_studio.errors import AigcError
+
+if TYPE_CHECKING:
+    from aigc_studio.safety.watermark import WatermarkConfig
 
 # vLLM's default cap on returned alternatives per token; more is rarely useful and costs a (B, k) copy per step.
 MAX_TOP_LOGPROBS = 20
@@ -53,6 +56,8 @@ class SamplingParams:
             > 0 favours longer texts, < 0 shorter ones.
         logprobs: None returns only each chosen token's log-probability; k > 0 also returns the k most likely
             alternatives at every position (0..20).
+        watermark: a :class:`~aigc_studio.safety.watermark.WatermarkConfig` adds the keyed green-list
+            watermark (Kirchenbauer et al. 2023) to every candidate; None leaves text unmarked.
     """
 
     # sampling
@@ -78,6 +83,8 @@ class SamplingParams:
     length_penalty: float = 1.0
     # outputs
     logprobs: int | None = None
+    # governance
+    watermark: WatermarkConfig | None = None
 
     def __post_init__(self) -> None:
         # OpenAI accepts a single stop string as well as a list; keep one shape inside.
@@ -129,6 +136,13 @@ class SamplingParams:
         if self.logprobs is not None:
             _check_integer("logprobs", self.logprobs, low=0, high=MAX_TOP_LOGPROBS,
                            allowed=f"null or an integer in [0, {MAX_TOP_LOGPROBS}]")
+        if self.watermark is not None:
+            # Imported here: the generation package should not load the safety package unless it is used.
+            from aigc_studio.safety.watermark import WatermarkConfig
+
+            if not isinstance(self.watermark, WatermarkConfig):
+                raise AigcError("watermark must be a WatermarkConfig built from a key (WatermarkConfig.from_key_file) "
+                                f"or null, got {type(self.watermark).__name__}", param="watermark")
         return self
 
     @classmethod
@@ -145,8 +159,11 @@ class SamplingParams:
         return cls(**{key: value for key, value in values.items() if value is not None})
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a JSON-ready dict (the inverse of :meth:`from_dict`)."""
-        return dataclasses.asdict(self)
+        """The fields as a JSON-ready dict (the inverse of :meth:`from_dict`, except that ``watermark`` becomes
+        its public description, key id and strength, so the secret key never reaches a log or a record)."""
+        values = dataclasses.asdict(dataclasses.replace(self, watermark=None))
+        values["watermark"] = None if self.watermark is None else self.watermark.describe()
+        return values
 
     def replace(self, **changes: Any) -> SamplingParams:
         """A copy with ``changes`` applied and checked (e.g. a CLI flag over a model's generation_config)."""

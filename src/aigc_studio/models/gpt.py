@@ -261,6 +261,10 @@ class KVCache:
     no padding has been seen, a token's rotary position is its slot; once a padded batch arrives,
     ``key_mask`` (B, max_length) marks the slots that hold real tokens and ``positions`` (B,) holds each
     row's next position, so every row counts its own real tokens.
+
+    Between steps rows can leave (:meth:`reorder`) and join (:meth:`extend`, right-aligned with left padding);
+    :meth:`compact` drops the padding that departed rows leave at the front, so a continuous batch holds no
+    more slots than its longest running row.
     """
 
     def __init__(self, n_layer: int, batch_size: int, n_head: int, max_length: int, head_dim: int,
@@ -292,12 +296,87 @@ class KVCache:
         self.positions = torch.full((self.batch_size,), self.length, dtype=torch.long, device=device)
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Select rows of the batch (beam search); ``index`` (B',) may repeat or drop rows."""
+        """Select rows of the batch (beam search, finished rows leaving); ``index`` (B',) may repeat or drop rows.
+
+        Leading slots that only the dropped rows used are compacted away.
+        """
         self.keys = [k.index_select(0, index) for k in self.keys]
         self.values = [v.index_select(0, index) for v in self.values]
         if self.key_mask is not None:
             self.key_mask = self.key_mask.index_select(0, index)
             self.positions = self.positions.index_select(0, index)
+            self.compact()
+
+    def extend(self, other: KVCache) -> None:
+        """Append the rows of ``other`` (a cache of the same model), both aligned on their last filled slot.
+
+        The shorter cache is left-padded: its rows move right and the slots before them are masked out, so
+        every row keeps its positions and its logits (continuous batching merges a newcomer this way).
+        """
+        length = max(self.length, other.length)
+        max_length = max(self.max_length, other.max_length, length)
+        lengths = (self.length, other.length)
+        if self.key_mask is not None or other.key_mask is not None or self.length != other.length:
+            for cache in (self, other):
+                if cache.key_mask is None:
+                    cache.track_padding()
+            self.key_mask = _right_aligned((self.key_mask, other.key_mask), lengths, length, max_length, dim=1)
+            self.positions = torch.cat([self.positions, other.positions])
+        self.keys = [_right_aligned(pair, lengths, length, max_length, dim=2) for pair in zip(self.keys, other.keys)]
+        self.values = [_right_aligned(pair, lengths, length, max_length, dim=2) for pair in zip(self.values, other.values)]
+        self.length, self.max_length = length, max_length
+
+    def compact(self) -> None:
+        """Drop the leading slots that are padding in every row (left behind by rows that were removed)."""
+        if self.key_mask is None:
+            return
+        used = self.key_mask[:, :self.length].any(0)  # (S,)
+        dead = int(used.int().argmax()) if bool(used.any()) else self.length
+        if dead == 0:
+            return
+        live = self.length - dead
+        for tensor in self.keys + self.values:
+            tensor[:, :, :live] = tensor[:, :, dead:self.length].clone()  # the ranges overlap: copy first
+        self.key_mask[:, :live] = self.key_mask[:, dead:self.length].clone()
+        self.key_mask[:, live:] = False
+        self.length = live
+
+    def reserve(self, new_tokens: int) -> None:
+        """Make room for ``new_tokens`` more slots: drop leading padding first, allocate more only if still short."""
+        if self.length + new_tokens <= self.max_length:
+            return
+        self.compact()
+        if self.length + new_tokens <= self.max_length:
+            return
+        # Half as much again, so a caller that keeps running short does not copy the cache every step.
+        max_length = max(self.length + new_tokens, self.max_length * 3 // 2)
+
+        def grown(tensor: torch.Tensor, dim: int) -> torch.Tensor:
+            shape = list(tensor.shape)
+            shape[dim] = max_length
+            out = tensor.new_zeros(shape)
+            out.narrow(dim, 0, self.length).copy_(tensor.narrow(dim, 0, self.length))
+            return out
+
+        self.keys = [grown(k, 2) for k in self.keys]
+        self.values = [grown(v, 2) for v in self.values]
+        if self.key_mask is not None:
+            self.key_mask = grown(self.key_mask, 1)
+        self.max_length = max_length
+
+
+def _right_aligned(parts: tuple[torch.Tensor, ...], lengths: tuple[int, ...], end: int, max_length: int,
+                   dim: int) -> torch.Tensor:
+    """Stack ``parts`` along the batch (dim 0) into ``max_length`` slots along ``dim``, the first ``lengths[i]``
+    slots of part i moved to end at slot ``end``; every other slot is zero."""
+    shape = list(parts[0].shape)
+    shape[0], shape[dim] = sum(part.size(0) for part in parts), max_length
+    out = parts[0].new_zeros(shape)
+    row = 0
+    for part, length in zip(parts, lengths):
+        out[row:row + part.size(0)].narrow(dim, end - length, length).copy_(part.narrow(dim, 0, length))
+        row += part.size(0)
+    return out
 
 
 class GPT(nn.Module):

@@ -58,6 +58,14 @@ class LSTMState:
         self.h = self.h.index_select(1, index)
         self.c = self.c.index_select(1, index)
 
+    def extend(self, other: LSTMState) -> None:
+        """Append the rows of ``other`` (continuous batching: a newcomer joins the running batch)."""
+        self.h = torch.cat([self.h, other.h], dim=1)
+        self.c = torch.cat([self.c, other.c], dim=1)
+
+    def reserve(self, new_tokens: int) -> None:
+        """Nothing to do: the recurrence keeps no per-position memory (the GPT cache's counterpart grows)."""
+
 
 class LSTMLanguageModel(nn.Module):
     """The recurrent language model; see the module docstring and docs/architecture.md "Models"."""

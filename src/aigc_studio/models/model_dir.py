@@ -29,8 +29,12 @@ from torch import nn
 from aigc_studio.data.tokenizer import BOS, EOS, PAD, SEP, SPECIAL_TOKENS, TextTokenizer
 from aigc_studio.errors import AigcError
 from aigc_studio.fileio import atomic_write, atomic_write_json, atomic_write_with, sha256_file
+from aigc_studio.models.classifier import ClassifierConfig, ImageClassifier
+from aigc_studio.models.diffusion import DiffusionConfig, UNet
+from aigc_studio.models.gan import GAN, GANConfig
 from aigc_studio.models.gpt import GPT, GPTConfig
 from aigc_studio.models.lstm import LSTMConfig, LSTMLanguageModel
+from aigc_studio.models.vae import VAE, VAEConfig
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -43,7 +47,14 @@ MODEL_DIR_FILES = (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, GENERATION_CONFIG_
 MODEL_TYPES: dict[str, tuple[type[nn.Module], type]] = {
     GPT.model_type: (GPT, GPTConfig),
     LSTMLanguageModel.model_type: (LSTMLanguageModel, LSTMConfig),
+    VAE.model_type: (VAE, VAEConfig),
+    GAN.model_type: (GAN, GANConfig),
+    UNet.model_type: (UNet, DiffusionConfig),
+    ImageClassifier.model_type: (ImageClassifier, ClassifierConfig),
 }
+# Image models: a directory holds config.json, model.safetensors and README.md only (no tokenizer).
+IMAGE_MODEL_TYPES: tuple[str, ...] = (VAE.model_type, GAN.model_type, UNet.model_type, ImageClassifier.model_type)
+IMAGE_MODEL_DIR_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)
 # Keys config.json carries for Hugging Face tools next to the config dataclass fields.
 _CONFIG_METADATA_KEYS = ("model_type", "architectures", "torch_dtype")
 
@@ -102,13 +113,14 @@ class ModelCard:
     num_parameters: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
+    pipeline_tag: str = "text-generation"  # the Hugging Face task; image generators use "unconditional-image-generation"
 
     def to_markdown(self) -> str:
         """The card as Markdown: YAML front matter (licence, library, tags) and then readable sections."""
         # JSON strings are valid YAML double-quoted scalars, so any text is quoted safely without a YAML library.
         tags = ["aigc-studio", *self.tags]
         lines = ["---", f"license: {json.dumps(self.license)}", "library_name: aigc-studio",
-                 "pipeline_tag: text-generation", "tags:", *(f"- {json.dumps(tag, ensure_ascii=False)}" for tag in tags),
+                 f"pipeline_tag: {self.pipeline_tag}", "tags:", *(f"- {json.dumps(tag, ensure_ascii=False)}" for tag in tags),
                  "---", "", f"# {self.name}", ""]
         if self.description:
             lines += [self.description, ""]
@@ -213,6 +225,9 @@ def load_pretrained(
     directory = Path(directory)
     if not directory.is_dir():
         raise AigcError(f"model directory not found: {directory}; train one with `aigc train` or check the path")
+    if (directory / CONFIG_FILE).is_file() and _read_json_object(directory / CONFIG_FILE).get("model_type") in IMAGE_MODEL_TYPES:
+        raise AigcError(f"{directory} holds an image model, not a text generator; use it with `aigc sketch` "
+                        "(or models.model_dir.load_image_model)", param="model")
     missing = [name for name in MODEL_DIR_FILES if not (directory / name).is_file()]
     if missing:
         raise AigcError(f"model directory {directory} is incomplete: missing {', '.join(missing)}; "
@@ -242,6 +257,78 @@ def load_pretrained(
     model.load_state_dict(tensors, strict=False)  # strict=False only for tied copies; _check_weights vetted the rest
     model.to(device=device, dtype=dtype).eval()
     return LoadedModel(model, tokenizer, generation_config, config_dict, directory)
+
+
+@dataclass
+class LoadedImageModel:
+    """Everything :func:`load_image_model` reads from an image model directory."""
+
+    model: nn.Module
+    config_dict: dict[str, Any]  # config.json as written (model_type included)
+    directory: Path
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.model.config.class_names)
+
+
+def save_image_model(model: nn.Module, directory: str | Path, *, card: ModelCard | None = None) -> Path:
+    """Write an image model (VAE, GAN, diffusion U-Net, classifier) as ``config.json``, ``model.safetensors``, ``README.md``.
+
+    The symmetric reader is :func:`load_image_model`; every file is written atomically, config.json last.
+    """
+    directory = Path(directory)
+    if model.model_type not in IMAGE_MODEL_TYPES:
+        raise TypeError(f"{type(model).__name__} is not an image model; use save_pretrained")
+    tensors = _weights_to_save(model, None)
+    card = card if card is not None else ModelCard(name=directory.name, pipeline_tag="unconditional-image-generation")
+    if card.num_parameters is None:
+        card = replace(card, num_parameters=model.num_parameters())
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_with(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    atomic_write(directory / CARD_FILE, card.to_markdown())
+    atomic_write_json(directory / CONFIG_FILE, {
+        "model_type": model.model_type,
+        "architectures": [type(model).__name__],
+        "torch_dtype": "float32",
+        **asdict(model.config),
+    })
+    return directory
+
+
+def load_image_model(directory: str | Path, device: torch.device | str = "cpu") -> LoadedImageModel:
+    """Load an image model directory written by :func:`save_image_model`, in eval mode.
+
+    Raises:
+        AigcError: the directory or a file is missing, it holds a text model or an unknown model_type,
+            config.json has unknown or invalid fields, or the weights do not fit the config.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise AigcError(f"model directory not found: {directory}; train one with `aigc train --arch vae|gan|diffusion`",
+                        param="model")
+    missing = [name for name in IMAGE_MODEL_DIR_FILES if not (directory / name).is_file()]
+    if missing:
+        raise AigcError(f"model directory {directory} is incomplete: missing {', '.join(missing)}; re-run `aigc train`",
+                        param="model")
+    config_path = directory / CONFIG_FILE
+    config_dict = _read_json_object(config_path)
+    model_type = config_dict.get("model_type")
+    if model_type not in IMAGE_MODEL_TYPES:
+        raise AigcError(f"{directory} holds a {model_type!r} model, not an image model; image model types are: "
+                        f"{', '.join(IMAGE_MODEL_TYPES)}", param="model")
+    model_cls, config_cls = MODEL_TYPES[model_type]
+    config_fields = {key: value for key, value in config_dict.items() if key not in _CONFIG_METADATA_KEYS}
+    model = model_cls(dataclass_from_dict(config_cls, config_fields, config_path))
+    weights_path = directory / WEIGHTS_FILE
+    try:
+        tensors = load_file(str(weights_path))
+    except (SafetensorError, OSError) as error:
+        raise AigcError(f"cannot read weights {weights_path}: {error}; the file is damaged, save the model again") from None
+    _check_weights(model, tensors, weights_path)
+    model.load_state_dict(tensors)
+    model.to(device).eval()
+    return LoadedImageModel(model, config_dict, directory)
 
 
 def weights_sha256(directory: str | Path) -> str:

@@ -1,11 +1,13 @@
 """``python -m aigc_studio.training``: the ``aigc train`` command on its own (same flags).
 
-A separate entry point so that a launcher (``torchrun`` in a later issue) can start training without the
-rest of the command line, and so that tests can start it as a subprocess.
+A separate entry point so that ``torchrun --nproc-per-node N -m aigc_studio.training ...`` (which
+``aigc train --nproc N`` runs) can start every training process without the rest of the command line, and
+so that tests can start it as a subprocess.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -25,8 +27,11 @@ def main() -> None:
     try:
         app()
     except AigcError as error:
+        # Under torchrun every process reports; the rank says which one (a rank-specific failure is not lost).
+        rank = os.environ.get("RANK", "0") if os.environ.get("WORLD_SIZE", "1") != "1" else "0"
+        prefix = f"[rank {rank}] " if rank != "0" else ""
         # Escaped: messages name recipe tables such as [model], which Rich would otherwise read as markup.
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+        Console(stderr=True, highlight=False).print(f"{escape(prefix)}[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
         sys.exit(USER_ERROR_EXIT_CODE)
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")

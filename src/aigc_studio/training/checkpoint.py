@@ -50,7 +50,9 @@ class Checkpoint:
         training_s: the part of it spent in training steps (throughput is measured on this).
         metrics: the rows of ``metrics.jsonl`` so far.
         commands: the command line of every session of the run (the first started it, the others resumed it).
-        rng: the random-number generator states, from :func:`capture_rng_state`.
+        rng: the random-number generator states, from :func:`capture_rng_state` (rank 0's in a distributed run).
+        rank_rng: the states of ranks 1, 2, ... of a distributed run (each rank draws its own dropout and
+            noise); a rank the list lacks (the run resumes on more processes) starts a fresh seeded stream.
     """
 
     step: int
@@ -66,6 +68,7 @@ class Checkpoint:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     rng: dict[str, Any] = field(default_factory=dict)
+    rank_rng: list[dict[str, Any]] = field(default_factory=list)
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:

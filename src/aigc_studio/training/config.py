@@ -4,7 +4,8 @@ A recipe is a TOML file whose top-level keys and tables mirror these dataclasses
 
     seed = 1337
     [data]       directory, batch_size, block_size
-    [model]      arch, then the model's own hyper-parameters (fields of GPTConfig / LSTMConfig)
+    [model]      arch, then the model's own hyper-parameters (fields of GPTConfig / LSTMConfig, or for the
+                 image archs vae, gan, diffusion, classifier: VAEConfig / GANConfig / DiffusionConfig / ClassifierConfig)
     [optimiser]  lr, weight_decay, beta1, beta2, grad_clip, grad_accum
     [schedule]   max_steps, warmup_steps, lr_decay_steps, min_lr
     [eval]       interval, steps, patience

@@ -126,6 +126,10 @@ class LanguageModelTask(TrainingTask):
         _, loss = model(input_ids, targets)
         return loss
 
+    def loss_items(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        # The loss is a mean over target tokens, and records shards hold different numbers of them.
+        return (batch[1] != -100).sum()
+
     def eval_metrics(self, val_loss: float) -> dict[str, float]:
         # Perplexity is exp of the mean per-token cross-entropy (in nats); a diverged run shows inf, not a crash.
         return {"val_perplexity": math.exp(val_loss) if val_loss < 700 else math.inf}

@@ -7,17 +7,19 @@ configuration, then flags), builds the task for the architecture and hands both 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from aigc_studio.errors import AigcError
-from aigc_studio.training.checkpoint import checkpoint_path, load_checkpoint
+from aigc_studio.training.checkpoint import Checkpoint, checkpoint_path, load_checkpoint
 from aigc_studio.training.config import TrainConfig
+from aigc_studio.training.distributed import process_group, read_torchrun_env
+from aigc_studio.training.image_tasks import IMAGE_MODELS, ImageTask
 from aigc_studio.training.language_model import LanguageModelTask
-from aigc_studio.training.trainer import Trainer, TrainResult
+from aigc_studio.training.tasks import TrainingTask
+from aigc_studio.training.trainer import Trainer, TrainResult, check_run_directory
 
 
 def resolve_config(
@@ -57,6 +59,51 @@ def resolve_config(
     return config
 
 
+def prepare_training(
+    out_directory: str | Path,
+    *,
+    config_path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    resume: bool = False,
+    world_size: int = 1,
+) -> tuple[TrainConfig, Checkpoint | None, TrainingTask]:
+    """Everything :func:`run_training` checks before training: the config, the checkpoint, the data and the task.
+
+    ``aigc train --nproc`` calls it before starting any process, so that a user error is one line, not one
+    per process.
+
+    Args:
+        out_directory, config_path, overrides, resume: as for :func:`run_training`.
+        world_size: the number of processes the run will have (the global batch must divide among them).
+
+    Returns:
+        The resolved config, the checkpoint to resume from (None for a fresh run) and the task.
+
+    Raises:
+        AigcError: as :func:`run_training`.
+    """
+    out_directory = Path(out_directory)
+    checkpoint = None
+    if resume:
+        path = checkpoint_path(out_directory)
+        if not path.is_file():
+            raise AigcError(f"--resume: no checkpoint at {path}; drop --resume to start a new run", param="resume")
+        checkpoint = load_checkpoint(path)
+    check_run_directory(out_directory, resuming=resume)
+    config = resolve_config(
+        out_directory, config_path=config_path, overrides=overrides or {}, saved=checkpoint.config if checkpoint else None
+    )
+    if config.data.batch_size % world_size:
+        raise AigcError(
+            f"--batch-size {config.data.batch_size} is the global batch and must divide among the {world_size} "
+            f"processes; use a multiple of {world_size}",
+            param="batch_size",
+        )
+    # gpt and lstm read token data sets; vae, gan, diffusion and classifier read `aigc data prepare-images` output
+    task = ImageTask.from_config(config) if config.model.arch in IMAGE_MODELS else LanguageModelTask.from_config(config)
+    return config, checkpoint, task
+
+
 def run_training(
     out_directory: str | Path,
     *,
@@ -82,21 +129,17 @@ def run_training(
 
     Raises:
         AigcError: anything the user can fix: a bad recipe or flag, data not prepared, ``--resume`` without a
-            checkpoint, a fresh run into a directory that holds files, distributed launch (not supported yet).
+            checkpoint, a fresh run into a directory that holds files, inconsistent torchrun variables, a global
+            batch size that does not divide among the processes, or a distributed backend that is missing.
+
+    Under torchrun (``WORLD_SIZE`` > 1) every process calls this: each loads the checkpoint when resuming (the
+    run directory must be visible to all), joins the process group, trains its shard of every global batch
+    and leaves the group however training ends; only rank 0 writes files and prints progress.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size > 1:
-        raise AigcError(f"distributed training (WORLD_SIZE={world_size}) is not supported yet; run one process")
-    out_directory = Path(out_directory)
-    checkpoint = None
-    if resume:
-        path = checkpoint_path(out_directory)
-        if not path.is_file():
-            raise AigcError(f"--resume: no checkpoint at {path}; drop --resume to start a new run", param="resume")
-        checkpoint = load_checkpoint(path)
-    config = resolve_config(
-        out_directory, config_path=config_path, overrides=overrides or {}, saved=checkpoint.config if checkpoint else None
+    env = read_torchrun_env()
+    config, checkpoint, task = prepare_training(
+        out_directory, config_path=config_path, overrides=overrides, resume=resume, world_size=env.world_size
     )
-    task = LanguageModelTask.from_config(config)
-    trainer = Trainer(task, config, out_directory, command=command, console=console)
-    return trainer.fit(resume_from=checkpoint)
+    with process_group(env, config.device):
+        trainer = Trainer(task, config, out_directory, command=command, console=console, rank=env.rank, world_size=env.world_size)
+        return trainer.fit(resume_from=checkpoint)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from aigc_studio.training.config import OptimiserConfig
+from aigc_studio.training.distributed import all_reduce_sum, skip_gradient_sync
 
 
 @dataclass
@@ -35,6 +36,9 @@ class StepContext:
         device: where the model lives.
         rank, world_size: this process and the number of processes (each gets its share of a global batch).
         autocast: returns the mixed-precision context for forward passes (a no-op in fp32).
+        networks: the trained networks to run training forward passes through, by the names of
+            :meth:`TrainingTask.trained_networks`: DDP wrappers when distributed (their backward passes
+            average the gradients over ranks), else the networks themselves.
     """
 
     step: int
@@ -44,6 +48,20 @@ class StepContext:
     rank: int = 0
     world_size: int = 1
     autocast: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+    networks: dict[str, nn.Module] = field(default_factory=dict)
+
+    def network(self, name: str, fallback: nn.Module) -> nn.Module:
+        """The network ``name`` to call for a training forward pass (``fallback``, the plain one, if not wrapped)."""
+        return self.networks.get(name, fallback)
+
+    def accumulate(self, micro_step: int, *names: str) -> AbstractContextManager[None]:
+        """Around the forward and backward of micro-batch ``micro_step``: keep gradients local on all but the last.
+
+        Only the last micro-batch's backward all-reduces (the sum of all of them), as DDP's ``no_sync`` intends.
+        ``names`` limits this to some networks (default: all).
+        """
+        chosen = {name: self.networks[name] for name in names if name in self.networks} if names else self.networks
+        return skip_gradient_sync(chosen, skip=micro_step < self.grad_accum - 1)
 
 
 @dataclass
@@ -120,6 +138,30 @@ class TrainingTask(ABC):
         """Extra metrics derived from a validation loss (language models add perplexity)."""
         return {}
 
+    def after_evaluation(self, model: nn.Module, step: int, run_directory: Path) -> None:
+        """Called on the writing process after each validation pass; image tasks write a sample grid here.
+
+        It must not draw from the global random generators (use a local ``torch.Generator``), so that it never
+        changes the training curve. Default: nothing.
+        """
+
+    def trained_networks(self, model: nn.Module) -> dict[str, nn.Module]:
+        """The networks whose forward passes produce training gradients, by name; DDP wraps each when distributed.
+
+        Default: the whole model as ``"model"``. A GAN names its generator and discriminator, which it calls
+        separately (a wrapper around the whole GAN would never see those calls).
+        """
+        return {"model": model}
+
+    def loss_items(self, batch: Any) -> torch.Tensor | None:
+        """How many items the loss of ``batch`` averages over, when that can differ between the ranks' shards.
+
+        Language models count target tokens (records have different lengths): each rank's loss is then weighted
+        by its share of the global batch's tokens, so the averaged gradient is exactly that of one process on
+        the whole batch. None (the default) means every shard weighs the same.
+        """
+        return None
+
     def configure_optimisers(self, model: nn.Module, config: OptimiserConfig) -> dict[str, torch.optim.Optimizer]:
         """The optimisers by name (names key the checkpoint). Default: one AdamW over the whole model."""
         return {"model": build_adamw(model, config)}
@@ -130,25 +172,46 @@ class TrainingTask(ABC):
         """One optimiser step; returns the step's mean loss as a detached tensor (no device sync).
 
         The default accumulates ``grad_accum`` micro-batches, clips the global gradient norm and steps the
-        single optimiser. Tasks with several optimisers (GANs) override this.
+        single optimiser. Tasks with several optimisers (GANs) override this. When distributed, the returned
+        loss is this rank's share: its mean over the ranks is the global batch's loss.
         """
         (optimiser,) = optimisers.values()
+        network = context.network("model", model)
         total_loss = torch.zeros((), device=context.device)
         for micro_step in range(context.grad_accum):
             batch = move_to_device(
                 self.batch(context.step * context.grad_accum + micro_step, context.rank, context.world_size),
                 context.device,
             )
-            with context.autocast():
-                # Dividing here makes the summed gradients those of the mean over all micro-batches.
-                loss = self.loss(model, batch) / context.grad_accum
-            loss.backward()
+            with context.accumulate(micro_step):
+                with context.autocast():
+                    # Dividing here makes the summed gradients those of the mean over all micro-batches.
+                    loss = self.loss(network, batch) / context.grad_accum
+                if context.world_size > 1:
+                    items = self.loss_items(batch)
+                    loss = loss * shard_weight(items, context.world_size)
+                    if items is not None:
+                        # A shard without any target token has a NaN mean and no gradient: it adds nothing.
+                        loss = torch.where(items > 0, loss, torch.zeros_like(loss))
+                loss.backward()
             total_loss += loss.detach()
         if context.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), context.grad_clip)
         optimiser.step()
         optimiser.zero_grad(set_to_none=True)
         return total_loss
+
+
+def shard_weight(items: torch.Tensor | None, world_size: int) -> torch.Tensor | float:
+    """``items * world_size / total items over ranks``: this rank's loss weight (1.0 when shards weigh the same).
+
+    DDP averages gradients over ranks; with this weight the average is the gradient of (sum of every rank's
+    per-item losses) / (items in the global batch), i.e. one process's mean over the whole batch.
+    """
+    if items is None:
+        return 1.0
+    items = items.float()
+    return items * world_size / all_reduce_sum(items).clamp_min(1.0)
 
 
 def build_adamw(model: nn.Module, config: OptimiserConfig) -> torch.optim.AdamW:

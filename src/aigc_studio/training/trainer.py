@@ -39,6 +39,14 @@ from aigc_studio.training.checkpoint import (
     save_checkpoint,
 )
 from aigc_studio.training.config import TrainConfig
+from aigc_studio.training.distributed import (
+    all_gather_objects,
+    all_reduce_sum,
+    any_rank,
+    barrier,
+    rank_seed,
+    wrap_networks,
+)
 from aigc_studio.training.plots import plot_loss_curves
 from aigc_studio.training.progress import TrainingProgress
 from aigc_studio.training.schedule import scheduled_learning_rate
@@ -86,6 +94,19 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise AigcError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto", param="device")
     return torch.device(name)
+
+
+def check_run_directory(run_directory: Path, *, resuming: bool) -> None:
+    """A fresh run needs an empty or absent directory.
+
+    Raises:
+        AigcError: not resuming and ``run_directory`` holds files (an earlier run, or anything else).
+    """
+    if resuming or not run_directory.is_dir() or not any(run_directory.iterdir()):
+        return
+    if checkpoint_path(run_directory).is_file():
+        raise AigcError(f"{run_directory} holds an earlier run; pass --resume to continue it or choose another --out", param="out")
+    raise AigcError(f"{run_directory} already holds files; choose another --out (or empty it)", param="out")
 
 
 def seed_everything(seed: int) -> None:
@@ -142,15 +163,13 @@ class Trainer:
                 or an empty validation split.
         """
         config = self.config
-        if resume_from is None and self.run_directory.is_dir() and any(self.run_directory.iterdir()):
-            if checkpoint_path(self.run_directory).is_file():
-                raise AigcError(
-                    f"{self.run_directory} holds an earlier run; pass --resume to continue it or choose another --out",
-                    param="out",
-                )
-            raise AigcError(f"{self.run_directory} already holds files; choose another --out (or empty it)", param="out")
+        check_run_directory(self.run_directory, resuming=resume_from is not None)
+        # Every rank checks before rank 0 writes anything, or a slower rank would find rank 0's files.
+        barrier()
         # 1. device, threads and seeds, before anything random happens
         device = resolve_device(config.device)
+        if device.type == "cuda" and self.world_size > 1:
+            device = torch.device("cuda", torch.cuda.current_device())  # this rank's GPU (set when joining the group)
         if config.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise AigcError("this GPU has no bf16 support; drop --bf16", param="precision")
         if config.threads:
@@ -173,7 +192,7 @@ class Trainer:
                 ) from None
             for name, optimiser in optimisers.items():
                 optimiser.load_state_dict(resume_from.optimisers[name])
-            restore_rng_state(resume_from.rng)
+        self._seed_rank(resume_from)
         state.config = config.to_dict()
         if self.command:
             state.commands.append(self.command)
@@ -182,12 +201,13 @@ class Trainer:
             atomic_write(self.run_directory / CONFIG_FILE, config.to_toml())
             write_jsonl(self.run_directory / METRICS_FILE, state.metrics)  # drops rows past the checkpoint
 
-        # 3. the loop
+        # 3. the loop, through DDP wrappers when distributed (every rank holds the same weights from here on)
         model.train()
+        networks = wrap_networks(self.task.trained_networks(model), device)
         with self._stop_on_sigint(), TrainingProgress(
             self.console, config.schedule.max_steps, state.step, self.task.items_name, enabled=self.is_writer
         ) as progress:
-            status = self._train_loop(model, optimisers, state, device, progress)
+            status = self._train_loop(model, optimisers, state, device, progress, networks)
             if status == "interrupted":
                 progress.print(f"interrupted at step {state.step}; checkpoint saved to {checkpoint_path(self.run_directory)}")
 
@@ -219,6 +239,7 @@ class Trainer:
         state: Checkpoint,
         device: torch.device,
         progress: TrainingProgress,
+        networks: dict[str, nn.Module],
     ) -> str:
         config = self.config
         max_steps, patience = config.schedule.max_steps, config.eval.patience
@@ -232,6 +253,7 @@ class Trainer:
             rank=self.rank,
             world_size=self.world_size,
             autocast=bf16_autocast if config.precision == "bf16" else contextlib.nullcontext,
+            networks=networks,
         )
         clock = _RunClock(state)
         checkpointed_step = state.step
@@ -242,7 +264,7 @@ class Trainer:
                 if patience and state.evals_since_best >= patience:
                     status = "early_stopped"
                     break
-                if self._stop_requested:
+                if self._stop_agreed(state.step, device):
                     status = "interrupted"
                     break
                 # 1. one optimiser step at the scheduled learning rate
@@ -259,7 +281,8 @@ class Trainer:
                 evaluate_now = state.step % config.eval.interval == 0 or state.step == max_steps
                 if not (evaluate_now or state.step % config.logging.log_interval == 0):
                     continue
-                train_loss = loss.item()  # the one device sync of a logged step
+                # the one device sync of a logged step; the mean of the ranks' shares is the global batch's loss
+                train_loss = all_reduce_sum(loss).item() / self.world_size
                 seconds = clock.end_training_span()
                 items_per_s = (state.step - clock.span_start_step) * items_per_step / max(seconds, 1e-9)
                 row: dict[str, Any] = {
@@ -295,6 +318,8 @@ class Trainer:
         """Validate, remember the weights if they are the best so far, and count passes without improvement."""
         val_loss = self.evaluate(model, context)
         extra = self.task.eval_metrics(val_loss)
+        if self.is_writer:
+            self.task.after_evaluation(model, state.step, self.run_directory)
         if state.best_val_loss is None or val_loss < state.best_val_loss:
             # A CPU copy: it must survive further training, and it goes into the checkpoint as is.
             state.best_model = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
@@ -310,32 +335,62 @@ class Trainer:
     def evaluate(self, model: nn.Module, context: StepContext) -> float:
         """Mean loss over the first ``eval.steps`` validation batches (the same batches every time).
 
+        When distributed, rank ``r`` takes batches ``r, r + world_size, ...`` and the sums are all-reduced, so
+        every rank gets the same value (and makes the same keep-best and early-stopping decisions).
+
         Raises:
             AigcError: the validation split yields no batch.
         """
-        losses = []
+        total = torch.zeros(2, device=context.device, dtype=torch.float64)  # (sum of batch losses, batches)
         model.eval()  # no dropout, and no draw from the RNG, so evaluating never changes the training curve
         with torch.no_grad(), context.autocast():
-            for batch in itertools.islice(self.task.eval_batches(), self.config.eval.steps):
-                losses.append(self.task.loss(model, move_to_device(batch, context.device)).float())
+            for index, batch in enumerate(itertools.islice(self.task.eval_batches(), self.config.eval.steps)):
+                if index % context.world_size == context.rank:
+                    total[0] += self.task.loss(model, move_to_device(batch, context.device)).double()
+                    total[1] += 1
         model.train()
-        if not losses:
+        loss_sum, batches = all_reduce_sum(total).tolist()
+        if not batches:
             raise AigcError(
                 f"the validation split of {self.config.data.directory} is empty; prepare the data with a larger --val-fraction",
                 param="data",
             )
-        return torch.stack(losses).mean().item()
+        return loss_sum / batches
 
     def _save_checkpoint(
         self, model: nn.Module, optimisers: dict[str, torch.optim.Optimizer], state: Checkpoint, clock: _RunClock
     ) -> None:
         state.elapsed_s = clock.elapsed_s()
+        rng_states = all_gather_objects(capture_rng_state())  # a collective: every rank comes here
         if not self.is_writer:
             return
         state.model = model.state_dict()
         state.optimisers = {name: optimiser.state_dict() for name, optimiser in optimisers.items()}
-        state.rng = capture_rng_state()
+        state.rng, state.rank_rng = rng_states[0], rng_states[1:]
         save_checkpoint(state, checkpoint_path(self.run_directory))
+
+    def _stop_agreed(self, step: int, device: torch.device) -> bool:
+        """Whether to stop for Ctrl-C before ``step``; distributed ranks must all stop at the same step.
+
+        They agree by an all-reduce, held only at logged steps: each costs a device sync, as a logged loss does.
+        """
+        if self.world_size == 1:
+            return self._stop_requested
+        return step % self.config.logging.log_interval == 0 and any_rank(self._stop_requested, device)
+
+    def _seed_rank(self, resume_from: Checkpoint | None) -> None:
+        """Give this rank its random stream: the saved one when resuming, else rank 0 the run's seed, others their own.
+
+        Rank 0 keeps the stream seeded by ``seed`` (so one process behaves as it always did); rank ``r`` > 0
+        draws its dropout and noise from ``rank_seed(seed, r, step)``, distinct from the other ranks'.
+        """
+        saved = None
+        if resume_from is not None:
+            saved = resume_from.rng if self.rank == 0 else (resume_from.rank_rng[self.rank - 1:self.rank] or [None])[0]
+        if saved:
+            restore_rng_state(saved)
+        elif self.rank > 0:
+            seed_everything(rank_seed(self.config.seed, self.rank, resume_from.step if resume_from else 0))
 
     def _report(self, model: nn.Module, state: Checkpoint, status: str) -> RunReport:
         items_per_step = self.task.items_per_batch * self.config.optimiser.grad_accum

@@ -1,0 +1,1 @@
+"""Design sketches on the image models: sampling loops, the sketch pipeline and PNG provenance."""

@@ -1,0 +1,167 @@
+"""The app factory: :func:`create_app` builds the FastAPI app that ``aigc serve`` runs under uvicorn.
+
+::
+
+    app = create_app(load_settings(), models=["e2e-copy"])     # uvicorn.run(app, host="127.0.0.1", port=8000)
+
+Startup (the lifespan) opens the database (migrating it), loads every model and starts one engine per model;
+shutdown stops taking requests and drains the engines, so requests already running finish (uvicorn first
+waits for open responses, streams included). Routers live in :mod:`aigc_studio.server.routers`; every error
+leaves through :mod:`aigc_studio.server.errors` as OpenAI's error body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+
+from aigc_studio import __version__
+from aigc_studio.backends.base import Backend
+from aigc_studio.server.auth import Authenticator
+from aigc_studio.server.errors import install_error_handlers
+from aigc_studio.server.metrics import ServerMetrics
+from aigc_studio.server.middleware import AccessLogMiddleware, BodyLimitMiddleware
+from aigc_studio.server.protocol import HealthResponse
+from aigc_studio.server.routers import content, openai, safety
+from aigc_studio.server.state import GovernanceAdapter, ServedModel, ServerState
+from aigc_studio.settings import Settings
+
+logger = logging.getLogger("aigc_studio.server")
+
+STATIC_DIRECTORY = Path(__file__).resolve().parent / "static"
+
+
+def load_models(names: Sequence[str | Path | Backend]) -> list[Backend]:
+    """Load each model: a bundled model's name, a model directory, or an already built backend.
+
+    Raises:
+        AigcError: an unknown name, a missing directory or broken model files, or two models with one name.
+    """
+    from aigc_studio.backends.builtin import BuiltinBackend
+    from aigc_studio.errors import AigcError
+    from aigc_studio.models.registry import resolve_model
+
+    backends: list[Backend] = []
+    for item in names:
+        if isinstance(item, (str, Path)):
+            directory = resolve_model(item)
+            backends.append(BuiltinBackend.from_directory(directory, name=Path(str(item)).name))
+        else:
+            backends.append(item)
+    seen: set[str] = set()
+    for backend in backends:
+        if backend.info.name in seen:
+            raise AigcError(f"two models are called {backend.info.name!r}; rename one of the directories", param="model")
+        seen.add(backend.info.name)
+    return backends
+
+
+def start_engines(backends: Sequence[Backend], settings: Settings) -> dict[str, ServedModel]:
+    """One started engine per backend, keyed by model name."""
+    from aigc_studio.generation.engine import Engine
+
+    served = {}
+    for backend in backends:
+        engine = Engine(backend, max_batch_size=settings.server.max_batch_size, max_queue=settings.server.max_queue)
+        engine.start()
+        served[backend.info.name] = ServedModel(name=backend.info.name, backend=backend, engine=engine)
+    return served
+
+
+def create_app(settings: Settings, *, models: Sequence[str | Path | Backend] | None = None, database: Any = None) -> FastAPI:
+    """Build the app; models load and engines start when it starts (its lifespan).
+
+    Args:
+        settings: the installation's settings (:func:`~aigc_studio.settings.load_settings`).
+        models: model names (bundled), directories or backends to serve; None serves ``settings.default_model``.
+        database: an opened :class:`~aigc_studio.store.db.Database`; None opens ``settings.database_url``.
+
+    Returns:
+        The FastAPI app (use it as a context manager in tests so the lifespan runs).
+    """
+    model_specs = list(models) if models is not None else [settings.default_model]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = database
+        if db is None:
+            from aigc_studio.store.db import Database
+
+            db = await anyio.to_thread.run_sync(Database.from_settings, settings)
+        governance = await anyio.to_thread.run_sync(GovernanceAdapter, settings, db)
+        backends = await anyio.to_thread.run_sync(load_models, model_specs)
+        served = start_engines(backends, settings)
+        app.state.server = ServerState(settings=settings, database=db, models=served, governance=governance,
+                                       metrics=metrics)
+        logger.info("serving models: %s", ", ".join(served))
+        try:
+            yield
+        finally:
+            for model in served.values():
+                # Finish what is running; uvicorn has already stopped accepting connections.
+                await anyio.to_thread.run_sync(lambda engine=model.engine: engine.shutdown(drain=True))
+            if database is None:
+                db.close()
+
+    app = FastAPI(
+        title="AIGC Studio", version=__version__, lifespan=lifespan,
+        description="OpenAI-compatible generation, ranked content with score cards, a content library and governance.",
+    )
+    metrics = ServerMetrics(lambda: _engines(app))
+    authenticator = app.state.authenticator = Authenticator(settings.server, database)
+    install_error_handlers(app)
+
+    async def authenticate(request: Request) -> int | None:
+        # The lifespan may have opened the database after the app was built: take it from the state then.
+        if authenticator.database is None:
+            authenticator.database = request.app.state.server.database
+        return await anyio.to_thread.run_sync(authenticator, request)
+
+    v1 = [Depends(authenticate)]
+    app.include_router(openai.router, dependencies=v1)
+    app.include_router(content.router, dependencies=v1)
+    app.include_router(safety.router, dependencies=v1)
+
+    @app.get("/healthz", response_model=HealthResponse, tags=["operations"])
+    def healthz() -> HealthResponse:
+        """Liveness and readiness: the loaded models and whether the database answers."""
+        state: ServerState = app.state.server
+        try:
+            with state.database.session() as session:
+                session.execute(text("SELECT 1"))
+            database_ok = True
+        except Exception:  # a health check reports the failure instead of failing itself
+            logger.warning("health check: database unreachable", exc_info=True)
+            database_ok = False
+        return HealthResponse(status="ok", models=list(state.models), database=database_ok)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def prometheus_metrics() -> Response:
+        """Prometheus text exposition: requests, latency, time to first token, tokens, queue depth, batch size."""
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(AccessLogMiddleware, metrics=metrics)
+    if settings.server.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"], expose_headers=["Retry-After", "X-Request-Id"])
+    STATIC_DIRECTORY.mkdir(exist_ok=True)
+    app.mount("/", StaticFiles(directory=STATIC_DIRECTORY, html=True), name="studio")
+    return app
+
+
+def _engines(app: FastAPI) -> dict[str, Any]:
+    """The running engines by model name (none before startup), for the metrics collector."""
+    state: ServerState | None = getattr(app.state, "server", None)
+    return {name: model.engine for name, model in state.models.items()} if state is not None else {}

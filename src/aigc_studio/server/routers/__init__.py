@@ -1,0 +1,1 @@
+"""The API's routers: OpenAI-compatible generation, studio content and library, safety."""

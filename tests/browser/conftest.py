@@ -1,0 +1,116 @@
+"""A live ``aigc serve`` and a headless Debian chromium driven by Playwright, shared by the browser tests.
+
+The browser is the system's ``chromium`` package (``apt-get install -y chromium``), not a Playwright download:
+``playwright install`` is never needed. The tests skip, saying why, only when that browser or the ``playwright``
+package is missing; a server that does not start is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path(os.environ.get("AIGC_CHROMIUM", "/usr/bin/chromium"))
+# Loading torch and the bundled model takes a few seconds; a slow shared CI machine gets generous room.
+SERVER_START_TIMEOUT_S = 90.0
+
+
+@dataclass
+class LiveServer:
+    """A running ``aigc serve`` on a free port with its own SQLite database."""
+
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def post(self, path: str, body: dict) -> tuple[int, dict]:
+        """POST JSON straight to the API (no browser): the status and the decoded body."""
+        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """``aigc serve --model e2e-copy`` in a temp working directory (its var/ keys) with a temp SQLite database."""
+    workdir = tmp_path_factory.mktemp("studio-server")
+    port = _free_port()
+    log = workdir / "server.log"
+    env = {**os.environ, "AIGC_DATABASE_URL": f"sqlite:///{workdir / 'aigc.db'}", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "aigc_studio.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--model", "e2e-copy"]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"aigc serve exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"aigc serve did not answer /healthz in {SERVER_START_TIMEOUT_S:.0f} s:\n"
+                        f"{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.25)
+    yield LiveServer(url=url, process=process, log=log)
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Headless Debian chromium through Playwright's sync API."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no chromium at {CHROMIUM}: install the Debian package (apt-get install -y chromium) "
+                    "or point AIGC_CHROMIUM at a chromium binary")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed "
+                                   "(pip install -e '.[test]')")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser, live_server: LiveServer) -> Iterator[object]:
+    """A fresh browser context (empty storage) on the studio, failing the test on any uncaught page error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True, locale="en-GB")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.set_default_timeout(30_000)
+    page.goto(live_server.url + "/")
+    page.wait_for_selector("body[data-ready='true']")
+    yield page
+    context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
