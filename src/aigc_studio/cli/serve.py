@@ -41,7 +41,8 @@ def serve(
                              server={key: value for key, value in server.items() if value is not None} or None)
     models = model or [settings.default_model]
     for name in models:
-        resolve_model(name)  # an unknown name is a one-line error now, not a failed startup later
+        if name not in settings.models:
+            resolve_model(name)  # an unknown name is a one-line error now, not a failed startup later
     database = Database.from_settings(settings)
     app = create_app(settings, models=models, database=database)
     configure_json_logging(log_level)

@@ -41,23 +41,17 @@ logger = logging.getLogger("aigc_studio.server")
 STATIC_DIRECTORY = Path(__file__).resolve().parent / "static"
 
 
-def load_models(names: Sequence[str | Path | Backend]) -> list[Backend]:
-    """Load each model: a bundled model's name, a model directory, or an already built backend.
+def load_models(names: Sequence[str | Path | Backend], settings: Settings) -> list[Backend]:
+    """Load each model: a ``[models.NAME]`` of aigc.toml (builtin, transformers or OpenAI-compatible), a model
+    directory, a bundled model's name, or an already built backend.
 
     Raises:
         AigcError: an unknown name, a missing directory or broken model files, or two models with one name.
     """
-    from aigc_studio.backends.builtin import BuiltinBackend
+    from aigc_studio.backends.registry import load_backend
     from aigc_studio.errors import AigcError
-    from aigc_studio.models.registry import resolve_model
 
-    backends: list[Backend] = []
-    for item in names:
-        if isinstance(item, (str, Path)):
-            directory = resolve_model(item)
-            backends.append(BuiltinBackend.from_directory(directory, name=Path(str(item)).name))
-        else:
-            backends.append(item)
+    backends: list[Backend] = [load_backend(item, settings) if isinstance(item, (str, Path)) else item for item in names]
     seen: set[str] = set()
     for backend in backends:
         if backend.info.name in seen:
@@ -99,7 +93,7 @@ def create_app(settings: Settings, *, models: Sequence[str | Path | Backend] | N
 
             db = await anyio.to_thread.run_sync(Database.from_settings, settings)
         governance = await anyio.to_thread.run_sync(GovernanceAdapter, settings, db)
-        backends = await anyio.to_thread.run_sync(load_models, model_specs)
+        backends = await anyio.to_thread.run_sync(load_models, model_specs, settings)
         served = start_engines(backends, settings)
         app.state.server = ServerState(settings=settings, database=db, models=served, governance=governance,
                                        metrics=metrics)
