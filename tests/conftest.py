@@ -28,6 +28,8 @@ def isolated_installation(tmp_path_factory: pytest.TempPathFactory, monkeypatch:
     """Every test gets its own database and secret files, so tests never write var/ in the repository nor share
     an audit log (subprocesses inherit the variables)."""
     home = tmp_path_factory.mktemp("installation")
+    # A fixed watermark key: governed generation (aigc write, the server) is then as repeatable as the seed says.
+    (home / "watermark.key").write_text("5a" * 32 + "\n", encoding="ascii")
     monkeypatch.setenv("AIGC_DATABASE_URL", f"sqlite:///{home / 'aigc.db'}")
     monkeypatch.setenv("AIGC_WATERMARK__KEY_FILE", str(home / "watermark.key"))
     monkeypatch.setenv("AIGC_VAULT_KEY_FILE", str(home / "vault.key"))
