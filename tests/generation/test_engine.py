@@ -202,6 +202,21 @@ def test_async_iterator_under_asyncio(backend, engine):
             assert "".join(e.text for e in events if e.candidate_index == j) == candidate.text
 
 
+def test_a_consumer_that_falls_behind_gets_the_events_together(backend, engine):
+    params = SamplingParams(temperature=0.8, max_tokens=30, n=2, seed=9)
+    handle = engine.submit(PROMPTS[1], params)
+    handle.result()  # everything is published before the consumer reads
+
+    async def consume() -> list:
+        return [batch async for batch in handle.abatches()]
+
+    batches = asyncio.run(consume())
+    assert len(batches) == 1 and len(batches[0]) > 2
+    expected = backend.generate([PROMPTS[1]], params)[0]
+    for j, candidate in enumerate(expected.candidates):
+        assert "".join(e.text for e in batches[0] if e.candidate_index == j) == candidate.text
+
+
 # At least 50 new tokens (PROMPTS[0] leaves a budget of 52): still running long after its first event.
 LONG = SamplingParams(temperature=1.0, max_tokens=CONTEXT, min_tokens=50, seed=1)
 

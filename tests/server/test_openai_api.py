@@ -207,3 +207,14 @@ def test_a_text_model_reads_a_chat_as_a_transcript():
     assert prompt == "System: Be brief.\nUser: Hi\nAssistant: Hello.\nUser: A slogan?\nAssistant:"
     assert stops == TRANSCRIPT_STOPS
     assert chat_prompt(messages, "records") == ("A slogan?", [])
+
+
+def test_stream_chunks_coalesce_one_choice_per_chunk():
+    from types import SimpleNamespace
+
+    from aigc_studio.server.streaming import coalesced
+
+    events = [(0, SimpleNamespace(candidate_index=1, text="a")), (0, SimpleNamespace(candidate_index=0, text="b")),
+              (1, SimpleNamespace(candidate_index=0, text="c")), (0, SimpleNamespace(candidate_index=1, text="d"))]
+    grouped = coalesced(events, lambda prompt_index, event: prompt_index * 2 + event.candidate_index)
+    assert [(index, "".join(e.text for e in group)) for index, group in grouped] == [(1, "ad"), (0, "b"), (2, "c")]

@@ -9,8 +9,8 @@ cancelled ones leave. A request with ``n`` candidates takes ``n`` of the ``max_b
 Each candidate keeps its own random numbers (see :mod:`~aigc_studio.generation.sampler`), so a request's result
 is the same as ``backend.generate([prompt], params)[0]`` with the same seed, whatever it shares the batch with;
 only float rounding differs between batch shapes. Tokens reach the request's consumers as they are made:
-:meth:`RequestHandle.events` (blocking) and :meth:`RequestHandle.aevents` (asyncio, woken through
-``loop.call_soon_threadsafe``, no polling).
+:meth:`RequestHandle.events` (blocking) and :meth:`RequestHandle.aevents` / :meth:`RequestHandle.abatches`
+(asyncio, woken through ``loop.call_soon_threadsafe``, no polling).
 
 Beam search requests (``num_beams > 1``) do not join the batch: the worker runs each alone between two steps.
 Backends other than :class:`~aigc_studio.backends.builtin.BuiltinBackend` (a transformers or OpenAI-compatible
@@ -125,6 +125,16 @@ class RequestHandle:
 
     async def aevents(self) -> AsyncIterator[EngineEvent]:
         """:meth:`events` for asyncio code: the worker wakes this task through its loop, nothing polls."""
+        async for batch in self.abatches():
+            for event in batch:
+                yield event
+
+    async def abatches(self) -> AsyncIterator[list[EngineEvent]]:
+        """The events in lists: each wake-up yields everything published since the last one (never empty).
+
+        A consumer that keeps up gets one event per list; one that falls behind (a busy server) gets several,
+        so it can send them in one message instead of paying the per-message cost for each token.
+        """
         listener = _AsyncListener(asyncio.get_running_loop())
         wakeup = listener.wakeup
         with self._condition:
@@ -135,8 +145,8 @@ class RequestHandle:
                 wakeup.clear()  # before reading, so an event published after the read still wakes us
                 with self._condition:
                     events, done = self._events[index:], self._done
-                for event in events:
-                    yield event
+                if events:
+                    yield events
                 index += len(events)
                 if done:
                     self._raise_failure()

@@ -33,7 +33,7 @@ from aigc_studio.errors import AigcError
 from aigc_studio.generation.sampling_params import SamplingParams
 from aigc_studio.server import protocol as p
 from aigc_studio.server.state import ServedModel, ServerState
-from aigc_studio.server.streaming import DONE, merged_events, sse, sse_error
+from aigc_studio.server.streaming import DONE, coalesced, merged_batches, sse, sse_error
 
 TRANSCRIPT_ROLES = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant", "tool": "Tool"}
 TRANSCRIPT_STOPS = ["\nUser:", "\nSystem:"]
@@ -125,8 +125,8 @@ class OpenAIServing:
 
     async def _collect(self, served: ServedModel, prompts: list[str], params: SamplingParams) -> list[GenerationResult]:
         handles = self._submit(served, prompts, params)
-        async with aclosing(merged_events(handles)) as events:
-            async for _ in events:
+        async with aclosing(merged_batches(handles)) as batches:
+            async for _ in batches:
                 pass  # the events are the same tokens result() returns whole
         return [handle.result() for handle in handles]
 
@@ -185,14 +185,18 @@ class OpenAIServing:
                     for candidate_index in range(params.n):
                         yield chunk([p.CompletionChoice(index=prompt_index * params.n + candidate_index, text=prompt)])
             first = True
-            async with aclosing(merged_events(handles)) as events:
-                async for prompt_index, event in events:
+            async with aclosing(merged_batches(handles)) as batches:
+                async for batch in batches:
                     if first:
                         self.state.metrics.first_token.labels(served.name).observe(time.perf_counter() - started)
                         first = False
-                    logprobs = completion_logprobs([event.logprob], params.logprobs) if event.logprob is not None else None
-                    yield chunk([p.CompletionChoice(index=prompt_index * params.n + event.candidate_index, text=event.text,
-                                                    logprobs=logprobs, finish_reason=event.finish_reason)])
+                    # Everything that arrived since the last send goes out as one write, one chunk per choice.
+                    yield "".join(chunk([p.CompletionChoice(
+                        index=index, text="".join(event.text for event in events),
+                        logprobs=_completion_stream_logprobs(events, params.logprobs),
+                        finish_reason=events[-1].finish_reason,
+                    )]) for index, events in coalesced(
+                        batch, lambda prompt_index, event: prompt_index * params.n + event.candidate_index))
             results = [handle.result() for handle in handles]
             self._count(served, "completions", sum(result.completion_tokens for result in results))
             if request.stream_options is not None and request.stream_options.include_usage:
@@ -240,15 +244,13 @@ class OpenAIServing:
             for index in range(params.n):
                 yield chunk([p.ChatCompletionStreamChoice(index=index, delta=p.DeltaMessage(role="assistant", content=""))])
             first = True
-            async with aclosing(merged_events([handle])) as events:
-                async for _, event in events:
+            async with aclosing(merged_batches([handle])) as batches:
+                async for batch in batches:
                     if first:
                         self.state.metrics.first_token.labels(served.name).observe(time.perf_counter() - started)
                         first = False
-                    logprobs = chat_logprobs([event.logprob]) if event.logprob is not None else None
-                    delta = p.DeltaMessage(content=event.text) if event.text or not event.finish_reason else p.DeltaMessage()
-                    yield chunk([p.ChatCompletionStreamChoice(index=event.candidate_index, delta=delta, logprobs=logprobs,
-                                                              finish_reason=event.finish_reason)])
+                    yield "".join(chunk([_chat_stream_choice(index, events)])
+                                  for index, events in coalesced(batch, lambda _, event: event.candidate_index))
             result = handle.result()
             self._count(served, "chat", result.completion_tokens)
             if request.stream_options is not None and request.stream_options.include_usage:
@@ -257,6 +259,22 @@ class OpenAIServing:
         except Exception as error:  # the status line is sent: report the failure in the stream itself
             yield sse_error(error)
         yield DONE
+
+
+def _completion_stream_logprobs(events: list[Any], top: int | None) -> p.CompletionLogprobs | None:
+    tokens = [event.logprob for event in events if event.logprob is not None]
+    return completion_logprobs(tokens, top) if tokens else None
+
+
+def _chat_stream_choice(index: int, events: list[Any]) -> p.ChatCompletionStreamChoice:
+    """One choice's delta for the events of one candidate that arrived together."""
+    text = "".join(event.text for event in events)
+    finish_reason = events[-1].finish_reason
+    tokens = [event.logprob for event in events if event.logprob is not None]
+    return p.ChatCompletionStreamChoice(
+        index=index, delta=p.DeltaMessage(content=text) if text or not finish_reason else p.DeltaMessage(),
+        logprobs=chat_logprobs(tokens) if tokens else None, finish_reason=finish_reason,
+    )
 
 
 def _texts(result: GenerationResult) -> list[str]:

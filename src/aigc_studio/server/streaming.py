@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -27,36 +27,66 @@ def sse_error(error: Exception) -> str:
     return sse(body)
 
 
-async def merged_events(handles: Sequence[Any]) -> AsyncIterator[tuple[int, Any]]:
-    """``(handle index, event)`` from several engine handles as the events come; cancels them all if left early.
+async def merged_batches(handles: Sequence[Any]) -> AsyncIterator[list[tuple[int, Any]]]:
+    """``(handle index, event)`` pairs from several engine handles, in lists of everything that has arrived;
+    cancels the handles if left early.
+
+    A consumer that keeps up gets small lists; one that falls behind gets everything since its last read
+    at once, which it can send as one message (see :meth:`RequestHandle.abatches`).
 
     Raises:
         Exception: whatever a handle's event iterator raised.
     """
+    if len(handles) == 1:  # the common case needs no queue and no extra task per token
+        try:
+            async for batch in handles[0].abatches():
+                yield [(0, event) for event in batch]
+        finally:
+            handles[0].cancel()
+        return
     queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
     finished = object()
 
     async def pump(index: int, handle: Any) -> None:
         try:
-            async for event in handle.aevents():
-                await queue.put((index, event))
-            await queue.put((index, finished))
+            async for batch in handle.abatches():
+                queue.put_nowait((index, batch))
+            queue.put_nowait((index, finished))
         except Exception as error:  # handed to the consumer, which re-raises it
-            await queue.put((index, error))
+            queue.put_nowait((index, error))
 
     tasks = [asyncio.create_task(pump(index, handle)) for index, handle in enumerate(handles)]
     try:
         remaining = len(handles)
         while remaining:
-            index, item = await queue.get()
-            if item is finished:
-                remaining -= 1
-            elif isinstance(item, Exception):
-                raise item
-            else:
-                yield index, item
+            arrived = [await queue.get()]
+            while not queue.empty():
+                arrived.append(queue.get_nowait())
+            merged: list[tuple[int, Any]] = []
+            for index, item in arrived:
+                if item is finished:
+                    remaining -= 1
+                elif isinstance(item, Exception):
+                    raise item
+                else:
+                    merged.extend((index, event) for event in item)
+            if merged:
+                yield merged
     finally:
         for task in tasks:
             task.cancel()
         for handle in handles:
             handle.cancel()
+
+
+def coalesced(batch: list[tuple[int, Any]], choice_index: Callable[[int, Any], int]) -> list[tuple[int, list[Any]]]:
+    """Group a batch of ``(handle index, event)`` pairs by choice, in order of first appearance.
+
+    Returns:
+        ``(choice index, events)`` pairs; each choice's events in the order they were made, so their texts
+        join and their logprobs concatenate into one stream chunk.
+    """
+    grouped: dict[int, list[Any]] = {}
+    for handle_index, event in batch:
+        grouped.setdefault(choice_index(handle_index, event), []).append(event)
+    return list(grouped.items())
