@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench clean browser
+.PHONY: install demo test bench clean browser audio-tools
 
 # torch goes in first, pinned, so pip takes the CPU wheel on this disk instead of a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -28,6 +28,13 @@ CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo "sudo -n")
 browser:
 	test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+## audio-tools: the Debian packages that render and speak audio (tests/music and tests/audio skip what they lack):
+## FluidSynth with the General MIDI sound font (jingles), espeak-ng (voice-overs), ffmpeg (MP3/Ogg)
+AUDIO_PACKAGES := fluidsynth fluid-soundfont-gm espeak-ng ffmpeg
+audio-tools:
+	command -v fluidsynth >/dev/null && test -f /usr/share/sounds/sf2/FluidR3_GM.sf2 && command -v espeak-ng >/dev/null \
+		&& command -v ffmpeg >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(AUDIO_PACKAGES); }
 
 ## bench: benchmark scripts under bench/; each writes its figures into docs/benchmarks.md
 bench: install

@@ -66,6 +66,22 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
+def measured_read_bandwidth(nbytes: int, repeats: int = 10) -> float:
+    """Bytes/s of summing an fp32 buffer of ``nbytes``, read again and again, with the current torch threads.
+
+    A decode step reads the same weights every step; a buffer of the same size read the same way meets the
+    same caches, so this is the speed such a step can hope for (best of runs).
+    """
+    buffer = torch.ones(max(nbytes // 4, 1))
+    buffer.sum()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        buffer.sum()
+        best = min(best, time.perf_counter() - start)
+    return buffer.numel() * 4 / best
+
+
 def measured_matmul_peak_flops(size: int = 1024, repeats: int = 20) -> float:
     """fp32 FLOP/s of a square matmul on this machine with the current torch threads (best of runs)."""
     a, b = torch.randn(size, size), torch.randn(size, size)

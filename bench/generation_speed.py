@@ -4,7 +4,9 @@ A 6-layer, 384-dim GPT (byte-level BPE vocabulary of 8192, tied embeddings) with
 loads the model's ``aigc export --format hf`` copy (``LlamaForCausalLM``: our GPT is a Llama block for block),
 so both sides do the same arithmetic on the same weights. Prompt 32 tokens, 256 new tokens, top-k 50 sampling, batch 1 and 16, both
 forced to generate all 256 tokens (``min_tokens``/``min_new_tokens``). Also: the speed-up of the KV cache over
-recomputing the whole prefix each step, and model FLOPs utilisation against a measured fp32 matmul peak.
+recomputing the whole prefix each step, model FLOPs utilisation against a measured fp32 matmul peak, and the
+memory roofline: decoding one token reads every weight and the whole KV cache, so a step can be no faster than
+reading those bytes (timed on a buffer of the same size); the table gives that floor and how close each run is.
 
     python bench/generation_speed.py [--threads 2] [--repeats 3]
 """
@@ -26,7 +28,8 @@ from aigc_studio.models.export import export_model
 from aigc_studio.models.gpt import GPT, GPTConfig
 from aigc_studio.models.model_dir import GenerationConfig, save_pretrained
 
-from common import SHARED_DATA, markdown_table, measured_matmul_peak_flops, peak_rss_mib, write_section
+from common import (SHARED_DATA, markdown_table, measured_matmul_peak_flops, measured_read_bandwidth, peak_rss_mib,
+                    write_section)
 
 PROMPT_TOKENS, NEW_TOKENS, TOP_K = 32, 256, 50
 
@@ -37,6 +40,12 @@ def forward_flops_per_token(config: GPTConfig, context: int) -> float:
     weights = config.n_layer * per_layer + config.n_embd * config.vocab_size  # the output head
     attention = config.n_layer * 2 * context * config.n_embd  # q·k and p·v
     return 2 * weights + 2 * attention
+
+
+def bytes_per_step(config: GPTConfig, parameters: int, batch_size: int, context: int) -> float:
+    """fp32 bytes one decode step must read: every weight once, and keys and values of ``context`` positions per row."""
+    kv_cache = 2 * config.n_layer * context * config.n_embd * batch_size
+    return 4 * (parameters + kv_cache)
 
 
 def time_it(fn, repeats: int) -> float:
@@ -85,8 +94,11 @@ def main() -> None:
     peak = measured_matmul_peak_flops()
     flops_per_token = forward_flops_per_token(config, context=PROMPT_TOKENS + NEW_TOKENS // 2)
 
-    rows, speedups = [], {}
+    rows, speedups, floors, bandwidths = [], {}, {}, {}
     for batch_size in (1, 16):
+        step_bytes = bytes_per_step(config, model.num_parameters(), batch_size, PROMPT_TOKENS + NEW_TOKENS // 2)
+        bandwidths[batch_size] = measured_read_bandwidth(int(step_bytes))
+        floors[batch_size] = step_bytes / bandwidths[batch_size]
         prompts = [corpus_ids[i * 97 : i * 97 + PROMPT_TOKENS] for i in range(batch_size)]
         prompt_tensor = torch.tensor(prompts)
 
@@ -104,10 +116,11 @@ def main() -> None:
         hf_s = time_it(transformers_generate, args.repeats)
         tokens = batch_size * NEW_TOKENS
         speedups[batch_size] = hf_s / ours_s
-        rows.append([f"ours (KV cache), batch {batch_size}", f"{tokens / ours_s:,.0f}", f"{ours_s / NEW_TOKENS * 1e3:.2f}",
-                     f"{tokens * flops_per_token / ours_s / peak:.1%}", f"{speedups[batch_size]:.2f}x"])
-        rows.append([f"transformers generate(), batch {batch_size}", f"{tokens / hf_s:,.0f}", f"{hf_s / NEW_TOKENS * 1e3:.2f}",
-                     f"{tokens * flops_per_token / hf_s / peak:.1%}", "1.00x"])
+        for name, seconds in ((f"ours (KV cache), batch {batch_size}", ours_s),
+                              (f"transformers generate(), batch {batch_size}", hf_s)):
+            rows.append([name, f"{tokens / seconds:,.0f}", f"{seconds / NEW_TOKENS * 1e3:.2f}",
+                         f"{tokens * flops_per_token / seconds / peak:.1%}",
+                         f"{floors[batch_size] / (seconds / NEW_TOKENS):.0%}", f"{hf_s / seconds:.2f}x"])
 
     generator = torch.Generator().manual_seed(0)
     one_prompt = torch.tensor([corpus_ids[:PROMPT_TOKENS]])
@@ -116,7 +129,8 @@ def main() -> None:
     cached_tokens_per_s = float(rows[0][1].replace(",", ""))
     cache_speedup = cached_tokens_per_s / (NEW_TOKENS / recompute_s)
     rows.append(["ours without KV cache (recompute prefix), batch 1", f"{NEW_TOKENS / recompute_s:,.0f}",
-                 f"{recompute_s / NEW_TOKENS * 1e3:.2f}", "", ""])
+                 f"{recompute_s / NEW_TOKENS * 1e3:.2f}", "", "", ""])
+    hf_step = {int(row[0].rsplit(" ", 1)[1]): float(row[2]) / 1e3 for row in rows if row[0].startswith("transformers")}
 
     body = "\n".join([
         "## Generation speed (issue 2)",
@@ -125,12 +139,18 @@ def main() -> None:
         f"prompt {PROMPT_TOKENS} tokens, {NEW_TOKENS} new tokens, top-k {TOP_K} sampling, median of {args.repeats} runs. "
         "transformers runs the `aigc export --format hf` copy (`LlamaForCausalLM`, same weights).",
         "",
-        markdown_table(["run", "new tokens/s", "ms per step", "MFU", "speed-up vs transformers"], rows),
+        markdown_table(["run", "new tokens/s", "ms per step", "MFU", "memory roofline", "speed-up vs transformers"], rows),
         "",
         f"- speed-up over transformers: **{speedups[1]:.2f}x at batch 1** (target ≥ 3x), **{speedups[16]:.2f}x at batch 16** (target ≥ 2x)",
         f"- KV cache over recomputing the prefix (batch 1): **{cache_speedup:.1f}x**",
         f"- measured fp32 matmul peak (1024², {torch.get_num_threads()} threads): {peak / 1e9:.1f} GFLOP/s; "
         f"MFU counts {flops_per_token / 1e6:.1f} MFLOP per generated token",
+        f"- memory roofline: a step reads every weight ({4 * model.num_parameters() / 1e6:.0f} MB fp32) and the KV cache "
+        f"(at the average context of {PROMPT_TOKENS + NEW_TOKENS // 2} positions); reading a buffer of that size over and "
+        f"over runs at {bandwidths[1] / 1e9:.1f} GB/s (batch 1) and {bandwidths[16] / 1e9:.1f} GB/s (batch 16) here, so a "
+        f"step takes at least {floors[1] * 1e3:.2f} ms at batch 1 and {floors[16] * 1e3:.2f} ms at batch 16. The column "
+        f"is that floor over the measured step time. Even a step at the floor would be "
+        f"{hf_step[1] / floors[1]:.2f}x transformers at batch 1 and {hf_step[16] / floors[16]:.2f}x at batch 16",
         f"- peak RSS: {peak_rss_mib():.0f} MiB",
     ])
     print(body)

@@ -2,6 +2,7 @@
 
     python bench/images.py                       # trains what is missing (~45 min on 2 cores), then measures
     python bench/images.py --skip-train          # measures model directories already in --models
+    python bench/images.py --skip-train --models var/models --only vae   # measures just those generators
     python bench/images.py --quick               # smoke run: 2,000 images, 30 steps per model (minutes, not figures)
 
 Steps: prepare Fashion-MNIST (54,000 train / 6,000 validation) into ``--data`` if missing; train the judging
@@ -80,6 +81,8 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=REPO_ROOT / "var" / "bench" / "images")
     parser.add_argument("--n", type=int, default=1000, help="conditional samples per model")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--only", nargs="+", choices=("vae", "gan", "diffusion"), default=("vae", "gan", "diffusion"),
+                        help="with --skip-train: measure only these generators (their directories in --models)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 images, 30 steps, 100 samples")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -97,7 +100,7 @@ def main() -> None:
     # 2. each generator: quality and speed
     rows, step_rows = [], []
     main_steps = 5 if args.quick else 25
-    for arch in ("vae", "gan", "diffusion"):
+    for arch in args.only if args.skip_train else ("vae", "gan", "diffusion"):
         directory = args.models / RECIPES[arch]
         model = load_image_model(directory).model
         images, labels, speed = conditional_samples(model, n, SamplingOptions(steps=main_steps, guidance=2.0))
@@ -126,8 +129,8 @@ def main() -> None:
         "(in brackets: the same for held-out real images; far below it would mean copying).",
         markdown_table(["model", "params", "MB", "train min", "domain FID ↓", "KID ↓", "class acc ↑", "diversity (~1)",
                         "nn distance", "images/s"], rows),
-        "### DDIM steps against quality (diffusion, guidance 2)",
-        markdown_table(["DDIM steps", "domain FID ↓", "class acc ↑", "images/s"], step_rows),
+        *(["### DDIM steps against quality (diffusion, guidance 2)",
+            markdown_table(["DDIM steps", "domain FID ↓", "class acc ↑", "images/s"], step_rows)] if step_rows else []),
     ])
     if args.quick:
         body = "**Smoke run (`--quick`): tiny data and 30 training steps; these are not the figures.**\n\n" + body

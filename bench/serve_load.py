@@ -20,11 +20,7 @@ import csv
 import json
 import math
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -34,6 +30,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from aigc_studio.server.launcher import start_server
 from common import SHARED_DATA, markdown_table, write_section
 
 FALLBACK_PROMPTS = [
@@ -162,29 +159,6 @@ class RssSampler:
             self._thread.join()
 
 
-def start_server(model: str, directory: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "AIGC_DATABASE_URL": f"sqlite:///{directory / 'aigc.db'}",
-           "AIGC_SERVER__RATE_LIMIT_PER_MINUTE": "0"}
-    with open(directory / "server.log", "w") as log:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen([sys.executable, "-m", "aigc_studio.cli.main", "serve", "--port", str(port),
-                                    "--model", model, "--log-level", "warning"], cwd=directory, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        if process.poll() is not None:
-            raise SystemExit(f"aigc serve exited: {(directory / 'server.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("aigc serve did not become healthy in 2 minutes")
-
-
 def soak(base: str, model: str, prompts: list[str], pid: int | None, seconds: float, max_tokens: int) -> list[str]:
     """16 clients for ``seconds``; RSS in the first and last minute (or tenth) of the run."""
     with RssSampler(pid) as sampler:
@@ -219,12 +193,15 @@ def main() -> None:
 
     prompts = load_prompts()
     workdir = tempfile.TemporaryDirectory(prefix="aigc-serve-load-")
-    process = None
+    server = None
     if args.url:
         base, pid = args.url.rstrip("/"), None
     else:
-        process, base = start_server(args.model, Path(workdir.name))
-        pid = process.pid
+        # The server gets the torch threads it would have alone; the load client is one more process beside it.
+        server = start_server(Path(workdir.name), "--model", args.model, "--log-level", "warning",
+                              env={"AIGC_SERVER__RATE_LIMIT_PER_MINUTE": "0",
+                                   "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(os.cpu_count()))})
+        base, pid = server.url, server.pid
     try:
         levels = [int(level) for level in args.levels.split(",")]
         asyncio.run(run_level(base, args.model, prompts, 4, 8, args.max_tokens, 99_000))  # warm-up, not measured
@@ -239,9 +216,8 @@ def main() -> None:
         notes = soak(base, args.model, prompts, pid, args.soak_seconds, args.max_tokens) if args.soak_seconds else []
         server_info = httpx.get(f"{base}/v1/models").json()["data"][0]
     finally:
-        if process is not None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(60)
+        if server is not None:
+            server.stop(timeout=60)
         workdir.cleanup()
 
     rows = []

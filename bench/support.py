@@ -14,8 +14,10 @@ bank_questions.jsonl (85 English, 15 Chinese, each naming the intent whose entry
 BM25, dense and hybrid retrieval: recall@5 and MRR (reciprocal rank of the right entry within the top 10).
 
     python bench/support.py [--threads 2] [--configs default,minilm-lr,...] [--finetune-epochs 2] [--limit N]
+    python bench/support.py --skip-intents --skip-retrieval --threads 1     # reply latency only (a minute)
 
-``--limit N`` keeps N training messages per intent (smoke tests); ``--skip-intents`` / ``--skip-retrieval``.
+``--limit N`` keeps N training messages per intent (smoke tests); ``--skip-intents`` / ``--skip-retrieval`` /
+``--skip-replies``. Reply latency: 200 messages (``--reply-messages``) through ``POST /v1/support/chat``.
 """
 
 from __future__ import annotations
@@ -160,6 +162,53 @@ def retrieval_rows() -> list[list[object]]:
     return rows
 
 
+def reply_latency(messages: int) -> tuple[list[list[object]], str]:
+    """Reply latency through POST /v1/support/chat (FastAPI TestClient, in process): the demo bank knowledge base,
+    its knowledge-base router and the demo customers; each English demo question in turn, each in a new session
+    (so every message takes the full path: PII check, moderation, routing, retrieval, reply, audit, storage)."""
+    from fastapi.testclient import TestClient
+
+    from aigc_studio.server.app import create_app
+    from aigc_studio.settings import Settings
+    from aigc_studio.support.assistant import ensure_kb_router, kb_router_dir
+    from aigc_studio.support.customers import load_customers
+
+    questions = [json.loads(line) for line in (DEMO_DIR / "bank_questions.jsonl").read_text(encoding="utf-8").splitlines()]
+    texts = [q["question"] for q in questions if q["language"] == "en"]
+    customers = ["C1001", "C1002", "C1003"]
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(database_url=f"sqlite:///{tmp}/aigc.db", vault_key_file=Path(tmp) / "vault.key",
+                            server={"rate_limit_per_minute": 0}, watermark={"key_file": Path(tmp) / "watermark.key"},
+                            support={"index_dir": Path(tmp) / "support" / "index"})
+        database = Database(settings.database_url)
+        kb = KnowledgeBase(database, index_dir=settings.support.index_dir)
+        kb.add_files([DEMO_DIR / "bank_faq.csv"])
+        started = time.perf_counter()
+        ensure_kb_router(kb, kb_router_dir(settings.support.index_dir))
+        router_seconds = time.perf_counter() - started
+        load_customers(database, DEMO_DIR / "customers.json")
+        latencies, actions = [], {}
+        with TestClient(create_app(settings, models=[], database=database)) as client:
+            client.post("/v1/support/chat", json={"customer_id": "C1003", "message": "warm-up"})  # builds the assistant
+            for number in range(messages):
+                body = {"session_id": f"bench-{number}", "customer_id": customers[number % 3],
+                        "message": texts[number % len(texts)]}
+                start = time.perf_counter()
+                response = client.post("/v1/support/chat", json=body)
+                latencies.append(1000 * (time.perf_counter() - start))
+                response.raise_for_status()
+                action = response.json()["action"]
+                actions[action] = actions.get(action, 0) + 1
+        database.close()
+    ms = np.array(latencies)
+    rows = [["template replies, knowledge-base router (77 intents)", messages, f"{np.percentile(ms, 50):.1f}",
+             f"{np.percentile(ms, 99):.1f}", f"{ms.mean():.1f}",
+             ", ".join(f"{name} {count}" for name, count in sorted(actions.items()))]]
+    note = f"knowledge-base router trained in {router_seconds:.1f} s"
+    print(rows[-1], note, flush=True)
+    return rows, note
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -169,6 +218,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="training messages per intent (smoke tests)")
     parser.add_argument("--skip-intents", action="store_true")
     parser.add_argument("--skip-retrieval", action="store_true")
+    parser.add_argument("--skip-replies", action="store_true", help="skip the reply latency through the API")
+    parser.add_argument("--reply-messages", type=int, default=200, help="messages sent to measure reply latency")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     parts = ["## Customer-service assistant: intent routing and retrieval (issue 6)", ""]
@@ -196,7 +247,20 @@ def main() -> None:
             ),
             "",
         ]
-    write_section("support", "\n".join(parts))
+    if not (args.skip_intents and args.skip_retrieval):
+        write_section("support", "\n".join(parts))
+    if not args.skip_replies:
+        rows, note = reply_latency(args.reply_messages)
+        write_section("support-replies", "\n".join([
+            "## Customer-service assistant: reply latency through the API (issue 6)",
+            "",
+            "`POST /v1/support/chat` through FastAPI's TestClient (in process, no network), one message per new "
+            "session, English demo questions in turn, three demo customers: PII redaction, moderation, intent "
+            f"routing, hybrid retrieval, the templated reply, output governance, audit record and storage ({note}).",
+            "",
+            markdown_table(["assistant", "messages", "p50 ms", "p99 ms", "mean ms", "actions"], rows),
+            "",
+        ]))
 
 
 if __name__ == "__main__":

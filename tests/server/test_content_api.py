@@ -141,3 +141,29 @@ def test_library_save_search_edit_tag_export_delete(client):
 def test_bad_library_requests(client, assert_error, method, path, body, status):
     response = getattr(client, method)(path, **({"json": body} if body is not None else {}))
     assert_error(response, status)
+
+
+def test_a_content_result_is_found_again_by_another_app_on_the_same_database(tmp_path, client_factory):
+    first = client_factory(directory=tmp_path / "shared")
+    body = first.post("/v1/content", json=CONTENT).json()
+    first.__exit__(None, None, None)  # shut down, as a restart would
+    second = client_factory(directory=tmp_path / "shared")
+    assert second.get(f"/v1/content/{body['id']}").json() == body
+
+
+def test_content_results_past_their_retention_are_deleted(tmp_path):
+    from datetime import timedelta
+
+    from aigc_studio.store.db import Database
+    from aigc_studio.store.models import ContentResultRow, utc_now
+    from aigc_studio.store.results import ContentResults
+
+    database = Database(f"sqlite:///{tmp_path / 'results.db'}")
+    results = ContentResults(database, retention_days=30)
+    results.put("cnt_old", {"text": "old"})
+    with database.session(write=True) as session:
+        session.get(ContentResultRow, "cnt_old").created_at = utc_now() - timedelta(days=31)
+    for index in range(100):  # pruning runs once per hundred writes
+        results.put(f"cnt_{index}", {"text": str(index)})
+    assert results.get("cnt_old") is None and results.get("cnt_99") == {"text": "99"}
+    assert ContentResults(database, retention_days=0).get("cnt_0") == {"text": "0"}

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,70 +13,25 @@ from typer.testing import CliRunner
 
 from aigc_studio.cli.main import app
 from aigc_studio.errors import AigcError
+from aigc_studio.server.launcher import ServerProcess, start_server
 
 openai = pytest.importorskip("openai", reason="the openai client is a test extra: pip install 'aigc-studio[test]'")
 pytestmark = pytest.mark.slow  # a real server process: seconds of startup
 
 MODEL = "e2e-copy"
 ATTRIBUTES = "name[The Eagle], eatType[pub], food[French], area[riverside]"
-STARTUP_TIMEOUT_S = 180  # generous: imports and model loading on a loaded CI machine
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(directory: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    """Start ``aigc serve`` in ``directory`` (its var/ holds the database and keys); wait until healthy."""
-    port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "AIGC_DATABASE_URL": f"sqlite:///{directory / 'aigc.db'}"}
-    # Output goes to a file: a pipe nobody reads would fill up and block the server's logging.
-    with open(directory / "server.log", "w") as log:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(
-            [sys.executable, "-m", "aigc_studio.cli.main", "serve", "--port", str(port), "--model", MODEL, *args],
-            cwd=directory, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
-        )
-    process.log_path = directory / "server.log"
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"aigc serve exited with {process.returncode}:\n{stop_server(process)}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError(f"aigc serve did not become healthy in {STARTUP_TIMEOUT_S} s:\n{stop_server(process)}")
-
-
-def stop_server(process: subprocess.Popen) -> str:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.log_path.read_text()
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen, str]]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One ``aigc serve`` process for the module (starting one costs seconds of imports and model loading)."""
-    process, base = start_server(tmp_path_factory.mktemp("live"))
-    try:
-        yield process, base
-    finally:
-        stop_server(process)
+    with start_server(tmp_path_factory.mktemp("live"), "--model", MODEL) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
-def server(live: tuple[subprocess.Popen, str]) -> str:
-    return live[1]
+def server(live: ServerProcess) -> str:
+    return live.url
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +119,7 @@ def test_a_client_that_disconnects_frees_its_rows(server):
 
 def test_sigterm_lets_a_running_stream_finish(live):
     """Runs last in this module: it stops the shared server (uvicorn waits for open responses, then the engine drains)."""
-    process, base = live
+    process, base = live.process, live.url
     received: list[str] = []
     started = threading.Event()
 
@@ -186,7 +136,8 @@ def test_sigterm_lets_a_running_stream_finish(live):
     assert started.wait(30), "the stream did not start"
     process.send_signal(signal.SIGTERM)
     reader.join(60)
-    output = stop_server(process)
+    live.stop()
+    output = live.log_text(last=100_000)
     assert received[-1] == "[DONE]", output
     assert '"finish_reason":"length"' in received[-2].replace(" ", ""), received[-2]
     assert "Application shutdown complete" in output
@@ -197,3 +148,10 @@ def test_sigterm_lets_a_running_stream_finish(live):
 def test_serve_refuses_an_unknown_model_in_one_line(tmp_path):
     result = CliRunner().invoke(app, ["serve", "--model", "no-such-model", "--database-url", f"sqlite:///{tmp_path}/a.db"])
     assert isinstance(result.exception, AigcError) and "no-such-model" in str(result.exception)
+
+
+def test_a_server_that_cannot_start_is_reported_with_its_output(tmp_path):
+    from aigc_studio.server.launcher import ServerStartError
+
+    with pytest.raises(ServerStartError, match="(?s)exited with.*no-such-model"):
+        start_server(tmp_path, "--model", "no-such-model", timeout=120)

@@ -142,3 +142,38 @@ def test_recipe_file_is_read_and_checked(tmp_path: Path) -> None:
         IntentTrainConfig.from_toml(bad)
     with pytest.raises(AigcError, match="classifier must be"):
         IntentTrainConfig(classifier="forest")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("calibration_fraction", 0.6, "calibration_fraction must be in"), ("c", 0, "must be positive"),
+    ("embed_weight", -1, "must be positive"), ("finetune_epochs", -1, "finetune_epochs must be >= 0"),
+])
+def test_nonsense_training_settings_are_refused(field, value, message):
+    with pytest.raises(AigcError, match=message):
+        IntentTrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("layers", [0, 1])
+def test_a_fine_tuned_encoder_is_saved_with_the_router_and_loads_back(banking_slice: Path, tmp_path: Path,
+                                                                      layers: int) -> None:
+    texts, labels = load_labelled(banking_slice, text_col="text", label_col="category")
+    config = IntentTrainConfig(finetune_epochs=1, finetune_batch_size=50, finetune_layers=layers)  # 3 steps
+    router, report = train_intent_router(texts, labels, config, holdout=0.25, seed=0, out_dir=tmp_path / "router")
+    router.save(tmp_path / "router")
+    encoder = tmp_path / "router" / "encoder"
+    size_mb = sum(path.stat().st_size for path in encoder.iterdir()) / 2**20
+    if layers:  # only the top layer travels with the router: ~7 MB of MiniLM's ~87
+        assert (encoder / "tuned_base.json").is_file() and size_mb < 10
+    else:
+        assert (encoder / "config.json").is_file() and size_mb > 50
+    assert report.accuracy >= 0.8
+    loaded = IntentRouter.load(tmp_path / "router")
+    message = ["I still haven't received my new card, it's been two weeks"]
+    assert loaded.predict(message)[0].intent == router.predict(message)[0].intent == "card_arrival"
+    assert loaded.predict(message)[0].confidence == pytest.approx(router.predict(message)[0].confidence, abs=1e-5)
+
+
+def test_fine_tuning_more_layers_than_the_encoder_has_is_refused(banking_slice: Path, tmp_path: Path) -> None:
+    texts, labels = load_labelled(banking_slice, text_col="text", label_col="category")
+    with pytest.raises(AigcError, match="finetune_layers=7 but the encoder has 6 layers"):
+        train_intent_router(texts, labels, IntentTrainConfig(finetune_epochs=1, finetune_layers=7), out_dir=tmp_path)

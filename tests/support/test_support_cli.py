@@ -60,14 +60,16 @@ def test_train_intents_then_classify(tmp_path: Path, banking_slice: Path) -> Non
     ("args", "message"),
     [
         (["train-intents", "--data", "DATA", "--text-col", "message", "--out", "OUT"], "column 'message' not found"),
-        (["classify", "--model", "OUT", "--input", "EMPTY", "--output", "o.jsonl"], "is not an intent model"),
+        (["classify", "--model", "EMPTY_DIR", "--input", "EMPTY", "--output", "o.jsonl"], "is not an intent model"),
+        (["classify", "--model", "OUT", "--input", "EMPTY", "--output", "o.jsonl"], "not found"),
         (["kb", "add", "EMPTY_CSV"], "is empty"),
     ],
 )
 def test_bad_input_is_one_clear_error(tmp_path: Path, banking_slice: Path, args: list[str], message: str) -> None:  # noqa: F811
     (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
     (tmp_path / "empty.csv").write_text("", encoding="utf-8")
-    replace = {"DATA": str(banking_slice), "OUT": str(tmp_path / "none"), "EMPTY": str(tmp_path / "empty.jsonl"), "EMPTY_CSV": str(tmp_path / "empty.csv")}
+    (tmp_path / "empty-dir").mkdir()
+    replace = {"DATA": str(banking_slice), "OUT": str(tmp_path / "none"), "EMPTY_DIR": str(tmp_path / "empty-dir"), "EMPTY": str(tmp_path / "empty.jsonl"), "EMPTY_CSV": str(tmp_path / "empty.csv")}
     args = [replace.get(arg, arg) for arg in args]
     if args[0] == "kb":
         args += ["--database-url", f"sqlite:///{tmp_path / 'x.db'}", "--index-dir", str(tmp_path / "i")]
@@ -95,3 +97,52 @@ def test_demo_knowledge_base_covers_every_banking77_intent(shared_data: Path) ->
     assert sorted(row["intent"] for row in rows) == sorted(categories)
     questions = [json.loads(line) for line in (DEMO_DIR / "bank_questions.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(questions) >= 100 and {q["intent"] for q in questions} <= set(categories)
+
+
+# -- the assistant's commands ---------------------------------------------------------------------------------
+
+
+def test_chat_reads_messages_from_stdin_until_quit(support_home: Path) -> None:
+    where = ["--database-url", f"sqlite:///{support_home / 'aigc.db'}", "--index-dir", str(support_home / "support" / "index")]
+    conversation = "Hi\nmy card hasn't arrived\n\nI want to talk to a human\n/quit\nnever read\n"
+    result = runner.invoke(app, ["support", "chat", "--customer", "C1001", "--session", "cli-1", *where],
+                           input=conversation, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "chatting as Alice Chen" in result.output and "Hi Alice!" in result.output
+    assert "intent card_arrival" in result.output and "sources:" in result.output
+    assert "handed off: ticket T-1001" in result.output and "never read" not in result.output
+    tickets = [json.loads(line) for line in invoke_ok("support", "tickets", "--status", "open", "--json", *where[:2]).splitlines()]
+    assert [t["id"] for t in tickets] == ["T-1001"] and tickets[0]["session_id"] == "cli-1"
+    # A bad line is reported and the conversation goes on; end of input ends it.
+    result = runner.invoke(app, ["support", "chat", "--customer", "C1002", *where], input=("x" * 2001) + "\nHello\n",
+                           catch_exceptions=False)
+    assert result.exit_code == 0 and "error: the message has 2,001 characters" in result.output
+    assert "Good day, Daniel Okafor" in result.output
+
+
+def test_chat_with_an_unknown_customer_fails_before_reading(support_home: Path) -> None:
+    where = ["--database-url", f"sqlite:///{support_home / 'aigc.db'}", "--index-dir", str(support_home / "support" / "index")]
+    result = runner.invoke(app, ["support", "chat", "--customer", "C404", *where], input="Hi\n")
+    assert isinstance(result.exception, AigcError) and "no customer with id 'C404'" in str(result.exception)
+
+
+def test_customers_load_and_list(tmp_path: Path) -> None:
+    where = ["--database-url", f"sqlite:///{tmp_path / 'c.db'}"]
+    assert "3 added, 0 updated; 2 past tickets" in invoke_ok("support", "customers", "load", str(DEMO_DIR / "customers.json"), *where)
+    assert "0 added, 3 updated" in invoke_ok("support", "customers", "load", str(DEMO_DIR / "customers.json"), *where)
+    rows = [json.loads(line) for line in invoke_ok("support", "customers", "list", "--json", *where).splitlines()]
+    assert [r["id"] for r in rows] == ["C1001", "C1002", "C1003"] and rows[0]["orders"][0]["id"] == "ORD-5521"
+    empty = tmp_path / "empty.json"
+    empty.write_text("", encoding="utf-8")
+    result = runner.invoke(app, ["support", "customers", "load", str(empty), *where])
+    assert isinstance(result.exception, AigcError) and "is empty" in str(result.exception)
+
+
+def test_the_bundled_banking_router_classifies_by_name(tmp_path: Path) -> None:
+    messages = tmp_path / "in.jsonl"
+    messages.write_text('{"id": 1, "text": "I still have not received my new card"}\n'
+                        '{"id": 2, "text": "why did my top up fail?"}\n', encoding="utf-8")
+    invoke_ok("support", "classify", "--model", "banking-intents", "--input", str(messages), "--output", str(tmp_path / "out.jsonl"))
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [row["intent"] for row in rows] == ["card_arrival", "top_up_failed"]
+    assert all(0 < row["confidence"] <= 1 for row in rows)

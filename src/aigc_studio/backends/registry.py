@@ -5,14 +5,20 @@ A name is looked up in this order:
 1. a ``[models.NAME]`` table of ``aigc.toml`` (:class:`~aigc_studio.settings.ModelSettings`): a builtin model
    directory, a local transformers model directory, or a model behind an OpenAI-compatible server;
 2. a directory: a builtin model when its ``config.json`` has one of our model types (``aigc-gpt``,
-   ``aigc-lstm``), else a transformers model (an exported Llama directory, a downloaded Qwen, ...);
-3. a bundled model (``e2e-copy``).
+   ``aigc-lstm``), an image model when it is one of our image types (``aigc-vae``, ``aigc-gan``,
+   ``aigc-diffusion``), else a transformers model (an exported Llama directory, a downloaded Qwen, ...);
+3. a bundled model (``e2e-copy``, ``fashion-sketch``).
+
+Text models load as :class:`~aigc_studio.backends.base.Backend` (:func:`load_backend`); image generators are
+of kind ``image`` (:func:`model_kind`) and load as a :class:`~aigc_studio.images.pipeline.SketchModel`
+(:func:`load_image_generator`), which ``aigc sketch`` and ``POST /v1/images/generations`` sample from.
 
 ::
 
     backend = load_backend("e2e-copy")                       # bundled
     backend = load_backend("qwen", load_settings())          # [models.qwen] in aigc.toml
     for entry in list_models(load_settings()): print(entry.name, entry.backend)
+    sketcher = load_image_generator("fashion-sketch")          # an image model: kind "image"
 
 The CLI (``--model``), the content pipeline's callers and the server (``GET /v1/models``) all go through
 :func:`load_backend` and :func:`list_models`, so a name means the same thing everywhere.
@@ -20,19 +26,28 @@ The CLI (``--model``), the content pipeline's callers and the server (``GET /v1/
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aigc_studio.backends.base import Backend
 from aigc_studio.errors import AigcError
 from aigc_studio.generation.sampling_params import SamplingParams
-from aigc_studio.models.model_dir import weights_sha256
+from aigc_studio.models.model_dir import IMAGE_MODEL_TYPES, weights_sha256
 from aigc_studio.models.registry import bundled_models, resolve_model
 from aigc_studio.settings import ModelSettings, Settings, load_settings
 
+if TYPE_CHECKING:
+    from aigc_studio.images.pipeline import SketchModel
+
 BUILTIN_MODEL_TYPES = ("aigc-gpt", "aigc-lstm")
+# The image classifier (aigc-image-classifier) is an image model too, but judges sketches rather than drawing them.
+IMAGE_CLASSIFIER_TYPE = "aigc-image-classifier"
+IMAGE_GENERATOR_TYPES = tuple(kind for kind in IMAGE_MODEL_TYPES if kind != IMAGE_CLASSIFIER_TYPE)
+# config.json "format" of an intent router (aigc_studio.support.intents.FORMAT; not imported: it pulls in scipy).
+INTENT_ROUTER_FORMAT = "aigc-intent-router"
 
 
 @dataclass(frozen=True)
@@ -41,10 +56,13 @@ class ModelEntry:
 
     Attributes:
         name: what ``--model`` and the API's ``model`` field take.
-        backend: ``builtin``, ``transformers`` or ``openai``.
+        backend: ``builtin``, ``transformers``, ``openai``, ``image`` (a sketch generator or classifier) or
+            ``intents`` (an intent router).
         location: its directory or server URL.
-        prompt_format: ``records`` (compact source) or ``text`` (instruction prompt); None when unknown.
-        context_length: prompt + completion tokens; None when unknown (a remote model not asked yet).
+        prompt_format: ``records`` (compact source) or ``text`` (instruction prompt); None when unknown or an
+            image model.
+        context_length: prompt + completion tokens; None when unknown (a remote model not asked yet) or an
+            image model.
         weights_sha256: the weights' hash (see :func:`~aigc_studio.backends.transformers.weights_digest`); empty for
             remote models or when hashes were not asked for.
         source: ``aigc.toml`` or ``bundled``.
@@ -96,6 +114,13 @@ def load_backend(name_or_path: str | Path, settings: Settings | None = None, *, 
     """
     settings = settings or load_settings()
     name = str(name_or_path)
+    kind = model_kind(name_or_path, settings)
+    if kind == "image":
+        raise AigcError(f"model {name!r} is an image model; draw with it through `aigc sketch --model {name}` or "
+                        "POST /v1/images/generations, not a text endpoint", param="model")
+    if kind == "intents":
+        raise AigcError(f"model {name!r} is an intent router, not a text generator; use it with `aigc support "
+                        f"classify --model {name}` or [support] router_dir", param="model")
     if name in settings.models:
         return _load(name, settings.models[name], device=device, check=check)
     path = Path(name_or_path)
@@ -111,6 +136,60 @@ def load_backend(name_or_path: str | Path, settings: Settings | None = None, *, 
     raise AigcError(f"model {name!r} not found: no [models.{name}] in aigc.toml, no such directory and no bundled model "
                     f"(known: {', '.join(known) or 'none'}); pass a model directory written by `aigc train` or add "
                     "a [models.NAME] table", param="model", status=404)
+
+
+def model_kind(name_or_path: str | Path, settings: Settings | None = None) -> Literal["text", "image", "intents"]:
+    """``image`` when the name (a ``[models.NAME]`` table, a directory or a bundled name) is one of our image
+    models (its config.json says ``aigc-vae``, ``aigc-gan``, ``aigc-diffusion`` or ``aigc-image-classifier``),
+    ``intents`` when it is an intent router (``aigc support train-intents``, the bundled ``banking-intents``),
+    else ``text``. Names that point nowhere are ``text``: :func:`load_backend` then reports them."""
+    settings = settings or load_settings()
+    name = str(name_or_path)
+    if name in settings.models:
+        spec = settings.models[name]
+        if spec.backend != "builtin":
+            return "text"
+        name_or_path = spec.path or name
+    try:
+        directory = resolve_model(name_or_path)
+    except AigcError:
+        return "text"
+    config = directory / "config.json"
+    try:
+        values = _read_json(config) if config.is_file() else {}
+    except AigcError:
+        return "text"  # a broken config.json is reported by whichever loader the caller picks
+    if values.get("model_type") in IMAGE_MODEL_TYPES:
+        return "image"
+    return "intents" if values.get("format") == INTENT_ROUTER_FORMAT else "text"
+
+
+def load_image_generator(name_or_path: str | Path, settings: Settings | None = None) -> SketchModel:
+    """The image generator behind a ``[models.NAME]`` table, a directory or a bundled name, named as given.
+
+    Raises:
+        AigcError: an unknown name, a text model, the image classifier (it judges, it does not draw), or
+            broken model files.
+    """
+    from aigc_studio.images.pipeline import load_sketch_model
+
+    settings = settings or load_settings()
+    name = str(name_or_path)
+    spec = settings.models.get(name)
+    if spec is not None and spec.backend != "builtin":
+        raise AigcError(f"model {name!r} is a {spec.backend} model, not an image model", param="model")
+    directory = resolve_model(spec.path if spec is not None and spec.path else name_or_path)
+    model_type = _read_json(directory / "config.json").get("model_type")
+    if model_type == IMAGE_CLASSIFIER_TYPE:
+        raise AigcError(f"model {name!r} is the image classifier that judges sketches (`aigc eval images "
+                        "--classifier`), not a generator; serve a VAE, GAN or diffusion model", param="model")
+    if model_type not in IMAGE_GENERATOR_TYPES:
+        raise AigcError(f"model {name!r} is not an image model (model_type {model_type!r}); image generators are "
+                        f"{', '.join(IMAGE_GENERATOR_TYPES)}", param="model")
+    loaded = load_sketch_model(directory)
+    # served under the name asked for; a directory by its last part, as load_backend names text models
+    served_name = directory.name if spec is None and Path(name).is_dir() else name
+    return dataclasses.replace(loaded, name=served_name)
 
 
 def default_params(backend: Backend) -> SamplingParams:
@@ -139,12 +218,15 @@ def builtin_model_directory(name_or_path: str | Path, settings: Settings | None 
 
 
 def detect_backend(directory: str | Path) -> str:
-    """``builtin`` for a directory of ours (its config.json names one of our model types), else ``transformers``.
+    """``builtin`` for a text model of ours (its config.json names one of our model types), ``image`` for one of
+    our image models, else ``transformers``.
 
     Raises:
         AigcError: no config.json in the directory.
     """
     model_type = _read_json(Path(directory) / "config.json").get("model_type")
+    if model_type in IMAGE_MODEL_TYPES:
+        return "image"
     return "builtin" if model_type in BUILTIN_MODEL_TYPES else "transformers"
 
 
@@ -192,6 +274,12 @@ def _describe(name: str, spec: ModelSettings, source: str, with_hashes: bool) ->
         if not directory.is_dir():
             raise AigcError(f"directory {directory} not found")
         config = _read_json(directory / "config.json")
+        if config.get("model_type") in IMAGE_MODEL_TYPES:
+            digest = weights_sha256(directory) if with_hashes else ""
+            return ModelEntry(name, "image", str(directory), None, None, digest, source)
+        if config.get("format") == INTENT_ROUTER_FORMAT:
+            digest = weights_sha256(directory) if with_hashes else ""
+            return ModelEntry(name, "intents", str(directory), None, None, digest, source)
         extra = _read_json(directory / "generation_config.json") if (directory / "generation_config.json").is_file() else {}
         if spec.backend == "builtin":
             prompt_format = extra.get("prompt_format", "records")

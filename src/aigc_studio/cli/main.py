@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from aigc_studio.cli import admin, data, evaluate, generate, images, models, safety, serve, support, train, watermark, write
+from aigc_studio.cli import audio
 from aigc_studio.errors import AigcError
 
 app = typer.Typer(
@@ -42,6 +43,11 @@ app.command("sketch")(images.sketch)
 app.add_typer(images.provenance_app, name="provenance")
 app.add_typer(models.app, name="models")
 app.command("export")(models.export)
+data.app.command("prepare-music")(audio.prepare_music)
+app.command("compose")(audio.compose)
+app.command("voice")(audio.voice)
+app.command("audio-ad")(audio.audio_ad)
+evaluate.app.command("music")(audio.eval_music)
 
 USER_ERROR_EXIT_CODE = 2
 

@@ -43,7 +43,8 @@ def list_command(
         return
     table = Table(show_edge=False, pad_edge=False)
     for column in ("name", "backend", "prompt format", "context", "weights sha256", "location"):
-        table.add_column(column)
+        # names and backends stay whole on a narrow terminal; the location (a long path) gives way
+        table.add_column(column, no_wrap=column in ("name", "backend"))
     for entry in entries:
         location = Text(entry.location)
         if entry.problem:

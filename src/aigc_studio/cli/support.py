@@ -6,6 +6,10 @@
     aigc support kb remove faq.csv                       # a whole file, or one entry by id
     aigc support train-intents --data train.csv --text-col text --label-col category --out var/models/intents
     aigc support classify --model var/models/intents --input in.jsonl --output out.jsonl
+    aigc support classify --model banking-intents -i in.jsonl -o out.jsonl   # the bundled BANKING77 router
+    aigc support customers load src/aigc_studio/support/demo/customers.json
+    aigc support chat --customer C1001 [--session S] [--tone formal]   # lines from stdin until EOF or /quit
+    aigc support tickets [--status open]                               # the agent queue
 
 The knowledge base lives in the database (``--database-url`` or ``AIGC_DATABASE_URL``) and its search index
 in ``--index-dir`` (default ``var/support/index``).
@@ -14,6 +18,7 @@ in ``--index-dir`` (default ``var/support/index``).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -24,13 +29,18 @@ from rich.text import Text
 
 from aigc_studio.errors import AigcError
 from aigc_studio.fileio import read_jsonl, write_jsonl
+from aigc_studio.models.registry import resolve_model
 from aigc_studio.settings import load_settings
 
 console = Console(highlight=False)
 
-app = typer.Typer(help="Customer-service assistant: knowledge base, search, intent routing.", no_args_is_help=True)
+app = typer.Typer(help="Customer-service assistant: knowledge base, search, intent routing, chat and the agent queue.",
+                  no_args_is_help=True)
 kb_app = typer.Typer(help="Add, list, search and remove knowledge-base entries.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
+customers_app = typer.Typer(help="Load and list the customer profiles the assistant personalises replies with.",
+                            no_args_is_help=True)
+app.add_typer(customers_app, name="customers")
 
 DatabaseUrl = Annotated[Optional[str], typer.Option("--database-url", help="Database URL (default: settings, sqlite:///var/aigc.db).")]
 IndexDir = Annotated[Optional[Path], typer.Option("--index-dir", help="Search index folder (default: settings, var/support/index).")]
@@ -56,6 +66,8 @@ def kb_add(
     database_url: DatabaseUrl = None,
     index_dir: IndexDir = None,
     embedder: EmbedderOption = None,
+    train_router: Annotated[bool, typer.Option(help="Train the assistant's intent router on the FAQ questions when "
+                                                    "[support] router_dir is not set (seconds).")] = True,
 ) -> None:
     """Ingest files (personal data redacted at intake); re-adding a changed file updates only what changed."""
     kb = _knowledge_base(database_url, index_dir, embedder)
@@ -69,6 +81,15 @@ def kb_add(
             str(len(report.removed)), str(report.pii_redacted),
         )
     console.print(table)
+    settings = load_settings(database_url=database_url)
+    if train_router and settings.support.router_dir is None:
+        from aigc_studio.support.assistant import ensure_kb_router, kb_router_dir
+
+        intents = {entry.intent for entry in kb.list_entries() if entry.intent}
+        if len(intents) >= 2:  # a knowledge base of documents alone has nothing to route to
+            directory = kb_router_dir(index_dir or settings.support.index_dir)
+            router = ensure_kb_router(kb, directory, embedder=embedder or settings.support.embedder)
+            console.print(Text(f"intent router for the assistant: {len(router.labels)} intents in {directory}"))
 
 
 @kb_app.command("list")
@@ -165,7 +186,7 @@ def train_intents(
 
 
 def classify(
-    model: Annotated[Path, typer.Option("--model", help="A folder written by `aigc support train-intents`.")],
+    model: Annotated[str, typer.Option("--model", help="A folder written by `aigc support train-intents`, or the bundled banking-intents.")],
     input_path: Annotated[Path, typer.Option("--input", "-i", help='JSON Lines of {"id", "text"} objects.')],
     output_path: Annotated[Path, typer.Option("--output", "-o", help='Where to write each line plus "intent" and "confidence".')],
     alternatives: Annotated[int, typer.Option(min=0, help="Also list this many runner-up intents.")] = 0,
@@ -173,7 +194,7 @@ def classify(
     """Add "intent" and "confidence" (calibrated probability) to each {"id", "text"} line."""
     from aigc_studio.support.intents import IntentRouter
 
-    router = IntentRouter.load(model)
+    router = IntentRouter.load(resolve_model(model))
     rows = []
     for line, row in read_jsonl(input_path):
         if not isinstance(row.get("text"), str) or not row["text"].strip():
@@ -194,6 +215,132 @@ def classify(
 
 app.command("train-intents")(train_intents)
 app.command("classify")(classify)
+
+
+def _database(database_url: str | None):  # noqa: ANN202
+    from aigc_studio.store.db import Database
+
+    return Database.from_settings(load_settings(database_url=database_url))
+
+
+@customers_app.command("load")
+def customers_load(
+    file: Annotated[Path, typer.Argument(help='A JSON file {"customers": [...]} (docs/support.md).')],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Insert or update customers and their past tickets, by id."""
+    from aigc_studio.support.customers import load_customers
+
+    report = load_customers(_database(database_url), file)
+    console.print(Text(f"customers: {report.customers_added} added, {report.customers_updated} updated; "
+                       f"{report.tickets} past tickets"))
+
+
+@customers_app.command("list")
+def customers_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print profiles as JSON Lines.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Every customer with plan, orders and tickets."""
+    from aigc_studio.support.customers import list_customers
+
+    profiles = list_customers(_database(database_url))
+    if as_json:
+        for profile in profiles:
+            typer.echo(json.dumps(profile.to_dict(), ensure_ascii=False))
+        return
+    table = Table(title=f"{len(profiles)} customers")
+    for column in ("id", "name", "plan", "orders", "tickets"):
+        table.add_column(column)
+    for profile in profiles:
+        table.add_row(profile.id, Text(profile.name), Text(profile.plan), str(len(profile.orders)), str(len(profile.tickets)))
+    console.print(table)
+
+
+def _assistant(database_url: str | None, index_dir: Path | None, embedder: str | None):  # noqa: ANN202
+    from aigc_studio.store.db import Database
+    from aigc_studio.support.assistant import Assistant
+
+    settings = load_settings(database_url=database_url)
+    updates = {key: value for key, value in (("index_dir", index_dir), ("embedder", embedder)) if value is not None}
+    settings = settings.model_copy(update={"support": settings.support.model_copy(update=updates)})
+    return Assistant.from_settings(settings, Database.from_settings(settings))
+
+
+def chat(
+    customer: Annotated[str, typer.Option("--customer", help="The customer id (aigc support customers list).")],
+    session: Annotated[Optional[str], typer.Option("--session", help="Continue this session (default: a new one).")] = None,
+    tone: Annotated[Optional[str], typer.Option(help="friendly or formal (default: the customer's, else settings).")] = None,
+    database_url: DatabaseUrl = None,
+    index_dir: IndexDir = None,
+    embedder: EmbedderOption = None,
+) -> None:
+    """Talk to the assistant as a customer: one message per line, until end of input or /quit."""
+    from rich.panel import Panel
+
+    from aigc_studio.support.customers import get_profile
+
+    assistant = _assistant(database_url, index_dir, embedder)
+    profile = get_profile(assistant.db, customer)  # an unknown customer fails before the first line
+    console.print(Text(f"chatting as {profile.name} ({profile.id}, {profile.plan}); /quit or end of input stops"))
+    stream = sys.stdin
+    last_seen = 0
+    while True:
+        if session is not None:  # what an agent wrote since the last turn
+            for message in assistant.messages(session, after=last_seen):
+                if message.role == "agent":
+                    console.print(Panel(Text(message.text), title="agent", title_align="left", border_style="magenta"))
+                last_seen = message.id
+        if stream.isatty():
+            console.print("you> ", end="")
+        line = stream.readline()
+        if not line or line.strip() in ("/quit", "/exit"):
+            break
+        if not line.strip():
+            continue
+        try:
+            reply = assistant.reply(session, customer, line.strip(), tone=tone)
+        except AigcError as error:  # one bad message does not end the conversation
+            console.print(Text(f"error: {error}", style="red"))
+            continue
+        session, last_seen = reply.session_id, reply.message_id
+        details = [reply.action]
+        if reply.intent:
+            details.append(f"intent {reply.intent} ({reply.confidence:.2f})")
+        if reply.sources:
+            details.append("sources: " + ", ".join(f"{s.id} \"{s.title}\"" for s in reply.sources))
+        if reply.handoff:
+            details.append(f"handed off: ticket {reply.ticket_id}")
+        console.print(Panel(Text(reply.text), title="assistant", subtitle=Text(" · ".join(details)),
+                            title_align="left", subtitle_align="left", border_style="cyan"))
+    if session is not None:
+        console.print(Text(f"session {session}"))
+
+
+def tickets(
+    status: Annotated[Optional[str], typer.Option(help="open, answered or closed (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print tickets (with transcripts) as JSON Lines.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """The agent queue: tickets the assistant handed off, and the customers' past tickets."""
+    from aigc_studio.support.assistant import list_tickets
+
+    queue = list_tickets(_database(database_url), status=status)
+    if as_json:
+        for ticket in queue:
+            typer.echo(json.dumps(ticket.to_dict(), ensure_ascii=False))
+        return
+    table = Table(title=f"{len(queue)} ticket{'' if len(queue) == 1 else 's'}")
+    for column in ("id", "status", "customer", "category", "subject", "summary"):
+        table.add_column(column)
+    for ticket in queue:
+        table.add_row(ticket.id, ticket.status, Text(ticket.customer_name), ticket.category, Text(_short(ticket.subject, 40)),
+                      Text(_short(ticket.summary, 60)))
+    console.print(table)
+
+
+app.command("chat")(chat)
+app.command("tickets")(tickets)
 
 
 def _short(text: str, width: int = 80) -> str:

@@ -58,6 +58,8 @@ class PrepareConfig:
         source_column: column holding the condition (attributes, instruction) of conditional records.
         target_column: column holding the content to generate; needs ``source_column``.
         text_column: column holding plain text (language-model data); excludes the two above.
+        group_column: records column whose equal values always land in the same split (a tune's id when
+            several records share a source, as in ``aigc data prepare-music``); ``None`` groups by source.
         min_chars: drop records whose target (or text) is shorter than this, after normalising.
         max_chars: drop records whose target (or text) is longer than this; ``None`` keeps everything.
         deduplicate: drop exact and normalised duplicates.
@@ -81,6 +83,7 @@ class PrepareConfig:
     source_column: str | None = None
     target_column: str | None = None
     text_column: str | None = None
+    group_column: str | None = None
     # cleaning
     min_chars: int = 1
     max_chars: int | None = None
@@ -119,6 +122,8 @@ class PrepareConfig:
             raise AigcError("--source-col and --target-col go together; pass both (or --text-col for plain text)", param="source_col")
         if self.text_column is not None and self.source_column is not None:
             raise AigcError("pass either --text-col (plain text) or --source-col/--target-col (records), not both", param="text_col")
+        if self.group_column is not None and self.source_column is None:
+            raise AigcError("a group column splits source/target records; pass --source-col and --target-col with it", param="group_col")
         if self.tokenizer not in TOKENIZER_KINDS:
             raise AigcError(f"unknown tokenizer {self.tokenizer!r}; choose one of: {', '.join(TOKENIZER_KINDS)}", param="tokenizer")
         minimum_vocab = len(SPECIAL_TOKENS) + 256
@@ -142,6 +147,7 @@ class _Corpus:
 
     sources: list[str] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)  # only with PrepareConfig.group_column
     documents: list[str] = field(default_factory=list)
 
 
@@ -269,6 +275,8 @@ def _choose_columns(tables: list[InputTable], config: PrepareConfig) -> tuple[st
                 "pass --source-col and --target-col (records) or --text-col (plain text)",
                 param="source_col",
             )
+    if config.group_column is not None and "source" in columns:
+        columns["group"] = config.group_column
     dataset_format = "records" if "source" in columns else "text"
     if dataset_format == "records" and plain_text:
         raise AigcError(f"{plain_text[0].path} is plain text (one document per .txt file) and has no source/target columns; "
@@ -333,6 +341,8 @@ def _read_corpus(
                 if cleaned is not None:
                     corpus.sources.append(cleaned[0])
                     corpus.targets.append(cleaned[1])
+                    if "group" in columns:
+                        corpus.groups.append(str(row.get(columns["group"], "")))
             else:
                 # A .txt file is one document whatever --text-col says: its only column is "text".
                 text = row["text"] if table.format == "txt" else row.get(columns["text"], "")
@@ -484,7 +494,8 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 def _select_records(corpus: _Corpus, keep: np.ndarray) -> _Corpus:
     rows = np.flatnonzero(keep)
-    return _Corpus(sources=[corpus.sources[row] for row in rows], targets=[corpus.targets[row] for row in rows])
+    return _Corpus(sources=[corpus.sources[row] for row in rows], targets=[corpus.targets[row] for row in rows],
+                   groups=[corpus.groups[row] for row in rows] if corpus.groups else [])
 
 
 def _split_records(
@@ -499,7 +510,8 @@ def _split_records(
         AigcError: every training record has a source that the validation inputs also have.
     """
     if val_corpus is None:
-        is_val = split_records_by_source(corpus.sources, config.val_fraction, config.seed)
+        # With a group column the groups (e.g. tunes) are held out whole instead of the sources.
+        is_val = split_records_by_source(corpus.groups or corpus.sources, config.val_fraction, config.seed)
         return _select_records(corpus, ~is_val), _select_records(corpus, is_val), None
     val_sources = set(val_corpus.sources)
     in_val = np.fromiter((source in val_sources for source in corpus.sources), dtype=bool, count=len(corpus.sources))

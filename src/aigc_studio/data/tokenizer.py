@@ -1,4 +1,5 @@
-"""Tokenizers: byte-level BPE (English, Chinese, anything in UTF-8) or character level, via HF ``tokenizers``.
+"""Tokenizers: byte-level BPE (English, Chinese, anything in UTF-8), character level or whitespace-separated
+words (symbolic formats such as the music tokens of :mod:`aigc_studio.music.tokens`), via HF ``tokenizers``.
 
 Both kinds are plain ``tokenizer.json`` files that the Hugging Face ecosystem loads unchanged. The special
 tokens of :data:`SPECIAL_TOKENS` always take ids 0..15 in that order, so every model and data set of this
@@ -22,10 +23,10 @@ PAD, BOS, EOS, SEP, UNK, MASK = "<pad>", "<bos>", "<eos>", "<sep>", "<unk>", "<m
 # Reserved now so that later formats (chat roles, tool calls) never shift the ids of trained models.
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, SEP, UNK, MASK) + tuple(f"<|reserved_{i}|>" for i in range(10))
 
-TokenizerKind = Literal["bpe", "char"]
+TokenizerKind = Literal["bpe", "char", "word"]
 # CJK Unified Ideographs (with extension A and the compatibility block), kana and Hangul syllables.
 CJK_CHARACTER = r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]"
-TOKENIZER_KINDS: tuple[str, ...] = ("bpe", "char")
+TOKENIZER_KINDS: tuple[str, ...] = ("bpe", "char", "word")
 
 
 class TextTokenizer:
@@ -47,7 +48,9 @@ class TextTokenizer:
 
     @property
     def kind(self) -> str:
-        return "char" if isinstance(self.tokenizer.model, models.WordLevel) else "bpe"
+        if not isinstance(self.tokenizer.model, models.WordLevel):
+            return "bpe"
+        return "word" if isinstance(self.tokenizer.pre_tokenizer, pre_tokenizers.WhitespaceSplit) else "char"
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``, without any special token."""
@@ -86,7 +89,8 @@ def train_tokenizer(texts: Iterable[str], kind: TokenizerKind = "bpe", vocab_siz
         texts: the training corpus (sources and targets alike).
         kind: ``"bpe"`` for byte-level BPE (handles any Unicode, so Chinese and English mix freely) or
             ``"char"`` for one token per character (``vocab_size`` is then ignored: every character seen
-            gets an id, anything unseen maps to ``<unk>``).
+            gets an id, anything unseen maps to ``<unk>``) or ``"word"`` for one token per whitespace-separated
+            word (likewise every word seen, ``vocab_size`` ignored; decoding joins tokens with single spaces).
         vocab_size: BPE vocabulary size including the special tokens and the 256 byte tokens.
 
     Raises:
@@ -94,6 +98,8 @@ def train_tokenizer(texts: Iterable[str], kind: TokenizerKind = "bpe", vocab_siz
     """
     if kind == "char":
         return TextTokenizer(_train_char_tokenizer(texts))
+    if kind == "word":
+        return TextTokenizer(_train_word_tokenizer(texts))
     if kind != "bpe":
         raise AigcError(f"unknown tokenizer kind {kind!r}; choose one of: {', '.join(TOKENIZER_KINDS)}", param="tokenizer")
     minimum = len(SPECIAL_TOKENS) + 256
@@ -128,6 +134,20 @@ def _train_char_tokenizer(texts: Iterable[str]) -> Tokenizer:
     tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tokenizer.decoder = decoders.Fuse()
+    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
+    return tokenizer
+
+
+def _train_word_tokenizer(texts: Iterable[str]) -> Tokenizer:
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(text.split())
+    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
+    for word in sorted(counts):
+        vocab.setdefault(word, len(vocab))
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    # No decoder: the library then joins the decoded tokens with single spaces, the inverse of the split.
     tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
     return tokenizer
 

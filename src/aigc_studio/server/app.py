@@ -32,9 +32,12 @@ from aigc_studio.server.errors import install_error_handlers
 from aigc_studio.server.metrics import ServerMetrics
 from aigc_studio.server.middleware import AccessLogMiddleware, BodyLimitMiddleware
 from aigc_studio.server.protocol import HealthResponse
-from aigc_studio.server.routers import content, openai, safety
-from aigc_studio.server.state import GovernanceAdapter, ServedModel, ServerState
+from aigc_studio.server.routers import content, images, openai, safety
+from aigc_studio.server.routers import support
+from aigc_studio.server.routers import audio
+from aigc_studio.server.state import GovernanceAdapter, ServedImageModel, ServedModel, ServerState
 from aigc_studio.settings import Settings
+from aigc_studio.store.results import ContentResults
 
 logger = logging.getLogger("aigc_studio.server")
 
@@ -58,6 +61,28 @@ def load_models(names: Sequence[str | Path | Backend], settings: Settings) -> li
             raise AigcError(f"two models are called {backend.info.name!r}; rename one of the directories", param="model")
         seen.add(backend.info.name)
     return backends
+
+
+def split_models(names: Sequence[str | Path | Backend], settings: Settings) -> tuple[list[str | Path | Backend], dict[str, ServedImageModel]]:
+    """The text models to load as backends, and the image generators (sketch models) loaded now, by name.
+
+    Raises:
+        AigcError: an image model that does not load (or is the classifier), or two image models with one name.
+    """
+    from aigc_studio.backends.registry import load_image_generator, model_kind
+    from aigc_studio.errors import AigcError
+
+    text: list[str | Path | Backend] = []
+    image: dict[str, ServedImageModel] = {}
+    for item in names:
+        if isinstance(item, (str, Path)) and model_kind(item, settings) == "image":
+            sketch = load_image_generator(item, settings)
+            if sketch.name in image:
+                raise AigcError(f"two image models are called {sketch.name!r}; rename one of the directories", param="model")
+            image[sketch.name] = ServedImageModel(name=sketch.name, sketch=sketch)
+        else:
+            text.append(item)
+    return text, image
 
 
 def start_engines(backends: Sequence[Backend], settings: Settings) -> dict[str, ServedModel]:
@@ -93,11 +118,13 @@ def create_app(settings: Settings, *, models: Sequence[str | Path | Backend] | N
 
             db = await anyio.to_thread.run_sync(Database.from_settings, settings)
         governance = await anyio.to_thread.run_sync(GovernanceAdapter, settings, db)
-        backends = await anyio.to_thread.run_sync(load_models, model_specs, settings)
+        text_specs, image_models = await anyio.to_thread.run_sync(split_models, model_specs, settings)
+        backends = await anyio.to_thread.run_sync(load_models, text_specs, settings)
         served = start_engines(backends, settings)
         app.state.server = ServerState(settings=settings, database=db, models=served, governance=governance,
-                                       metrics=metrics)
-        logger.info("serving models: %s", ", ".join(served))
+                                       metrics=metrics, image_models=image_models,
+                                       content_results=ContentResults(db, settings.server.content_retention_days))
+        logger.info("serving models: %s", ", ".join([*served, *image_models]))
         try:
             yield
         finally:
@@ -125,6 +152,9 @@ def create_app(settings: Settings, *, models: Sequence[str | Path | Backend] | N
     app.include_router(openai.router, dependencies=v1)
     app.include_router(content.router, dependencies=v1)
     app.include_router(safety.router, dependencies=v1)
+    app.include_router(images.router, dependencies=v1)
+    app.include_router(support.router, dependencies=v1)
+    app.include_router(audio.router, dependencies=v1)
 
     @app.get("/healthz", response_model=HealthResponse, tags=["operations"])
     def healthz() -> HealthResponse:
@@ -137,7 +167,7 @@ def create_app(settings: Settings, *, models: Sequence[str | Path | Backend] | N
         except Exception:  # a health check reports the failure instead of failing itself
             logger.warning("health check: database unreachable", exc_info=True)
             database_ok = False
-        return HealthResponse(status="ok", models=list(state.models), database=database_ok)
+        return HealthResponse(status="ok", models=[*state.models, *state.image_models], database=database_ok)
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     def prometheus_metrics() -> Response:

@@ -112,7 +112,7 @@ class ContentServing:
             timing=result.timing, notes=result.notes,
             request=result.request.to_dict(),
         ).model_dump()
-        self.state.recent_content.put(content_id, body)
+        self.state.content_results.put(content_id, body, api_key_id=self.api_key_id)
         return body
 
     async def create(self, body: p.ContentCreateRequest) -> dict[str, Any]:
@@ -120,7 +120,7 @@ class ContentServing:
         request, served, params = self._prepare(body)
         backend = EngineBackend(served)
         result = await anyio.to_thread.run_sync(self._run, request, params, backend)
-        return self._body(result, backend, body.logprobs)
+        return await anyio.to_thread.run_sync(self._body, result, backend, body.logprobs)  # writes the database
 
     async def stream(self, body: p.ContentCreateRequest) -> AsyncIterator[str]:
         """Start the pipeline and return its SSE events; a failure before the first event raises (a 4xx status)."""

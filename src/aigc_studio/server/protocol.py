@@ -139,10 +139,12 @@ class ModelCard(BaseModel):
     owned_by: str = "aigc-studio"
     # extensions
     backend: str
-    prompt_format: str
-    context_length: int
+    prompt_format: str | None = Field(description="records or text; None for an image model")
+    context_length: int | None = Field(description="prompt + completion tokens; None for an image model")
     model_type: str
     weights_sha256: str
+    kind: Literal["text", "image"] = Field("text", description="text: /v1/completions and chat; image: /v1/images/generations")
+    class_names: list[str] | None = Field(None, description="an image model's categories (what a prompt may name)")
 
 
 class ModelList(BaseModel):
@@ -488,6 +490,44 @@ class LibraryItem(BaseModel):
 class LibraryList(BaseModel):
     data: list[LibraryItem]
     total: int
+
+
+# ------------------------------------------------------------------------------------------------ images
+class ImageGenerationRequest(OpenAIBaseModel):
+    """OpenAI's ``POST /v1/images/generations`` body; ``prompt`` names a product category of the model."""
+
+    model: str | None = Field(None, description="An image model; None uses the first one loaded.")
+    prompt: str = Field(min_length=1, max_length=1000,
+                        description='A category name or a phrase holding one: "ankle-boot", "a red ankle boot".')
+    n: int = Field(1, ge=1, description="How many images (at most the server's max_image_n).")
+    size: str | None = Field(None, description='"WxH", square: the model\'s own (28x28) or larger, upscaled.')
+    response_format: str = Field("b64_json", description="Only b64_json: images are returned inline.")
+    # extensions
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Fixes the images; None draws one (returned).")
+    steps: int | None = Field(None, description="DDIM steps (diffusion models only).")
+    guidance: float | None = Field(None, description="Classifier-free guidance weight (diffusion models only).")
+
+
+class ImageData(BaseModel):
+    b64_json: str
+    revised_prompt: str | None = Field(None, description="The category the prompt was read as.")
+    # extension
+    provenance: dict[str, Any] = Field(description="The generation record embedded in the PNG (aigc:provenance).")
+
+
+class ImageGenerationResponse(BaseModel):
+    created: int
+    data: list[ImageData]
+    # extensions
+    model: str
+    seed: int
+    audit_record_id: int | None = None
+
+
+class SketchSaveRequest(StrictModel):
+    b64_json: str = Field(min_length=1, description="A PNG from /v1/images/generations (its record intact).")
+    title: str | None = Field(None, min_length=1, max_length=200)
+    tags: list[str] = Field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------------------ safety

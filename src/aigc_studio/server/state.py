@@ -1,6 +1,8 @@
 """What a running server holds: its loaded models (each owned by one engine), storage and governance.
 
 :class:`ServedModel` pairs a backend with the :class:`~aigc_studio.generation.engine.Engine` that owns it.
+:class:`ServedImageModel` holds an image generator (a sketch model) and the lock that runs one request on it
+at a time (image sampling is CPU-bound and already uses the torch threads).
 :class:`EngineBackend` is a :class:`~aigc_studio.backends.base.Backend` whose ``generate`` and ``stream`` go
 through that engine, so content-pipeline traffic shares the decode batch with the OpenAI endpoints; it can
 report each token to a callback (the content stream) and be cancelled when the client goes away.
@@ -11,10 +13,10 @@ provenance and audit records, the pipeline hooks) and the watermark detector.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,12 +27,9 @@ from aigc_studio.errors import AigcError
 from aigc_studio.generation.sampling_params import SamplingParams
 from aigc_studio.server.errors import ApiError
 from aigc_studio.settings import Settings
+from aigc_studio.store.results import ContentResults
 
 logger = logging.getLogger("aigc_studio.server")
-
-# How many /v1/content results GET /v1/content/{id} can return (the newest ones; saved items live in the library).
-RECENT_CONTENT_LIMIT = 1024
-
 
 @dataclass
 class ServedModel:
@@ -45,6 +44,16 @@ class ServedModel:
         """The model's own sampling defaults (its generation_config), or the library defaults."""
         defaults = getattr(self.backend, "default_params", None)
         return defaults() if callable(defaults) else SamplingParams()
+
+
+@dataclass
+class ServedImageModel:
+    """A loaded image generator (:class:`~aigc_studio.images.pipeline.SketchModel`) and its request lock."""
+
+    name: str
+    sketch: Any  # aigc_studio.images.pipeline.SketchModel
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    created: int = field(default_factory=lambda: int(time.time()))
 
 
 class EngineBackend:
@@ -143,6 +152,26 @@ class GovernanceAdapter:
         """Write the audit record of a generation; returns its provenance (with the audit ``record_id``)."""
         return self.governance.record(**fields)
 
+    def record_images(self, *, model: str, model_sha256: str, prompt: str, params: dict[str, Any], seed: int,
+                      records: Sequence[dict[str, Any]], api_key_id: int | None, latency_ms: float) -> int | None:
+        """Write the audit record of an image generation; returns its id (None without an audit log).
+
+        The outputs are the images' generation records as JSON (each names its pixels' sha256), and the
+        record's content hash is the first image's pixel hash, so an image can be traced to its request.
+        """
+        from aigc_studio.store.audit import AuditEntry
+
+        audit_log = self.governance.audit_log
+        if audit_log is None:
+            return None
+        info = audit_log.append(AuditEntry(
+            kind="image", model=model, model_sha256=model_sha256 or None, params=params, seed=seed, prompt=prompt,
+            outputs=[json.dumps(record, sort_keys=True, ensure_ascii=False) for record in records],
+            latency_ms=latency_ms, provenance=dict(records[0]), api_key_id=api_key_id,
+            content_sha256=records[0]["pixels_sha256"],
+        ))
+        return info.id
+
     def pipeline_hooks(self, backend: Backend, api_key_id: int | None) -> PipelineHooks:
         """Moderation, watermark, provenance and audit steps for one content-pipeline run."""
         return self.governance.pipeline_hooks(backend, api_key_id=api_key_id)
@@ -163,26 +192,6 @@ class GovernanceAdapter:
         return self.governance.verify(text, backend)
 
 
-class RecentContent:
-    """The newest /v1/content results by id, bounded (thread-safe)."""
-
-    def __init__(self, limit: int = RECENT_CONTENT_LIMIT) -> None:
-        self.limit = limit
-        self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def put(self, content_id: str, body: dict[str, Any]) -> None:
-        with self._lock:
-            self._items[content_id] = body
-            self._items.move_to_end(content_id)
-            while len(self._items) > self.limit:
-                self._items.popitem(last=False)
-
-    def get(self, content_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            return self._items.get(content_id)
-
-
 @dataclass
 class ServerState:
     """Everything the routers need, kept on ``app.state.server``."""
@@ -192,7 +201,8 @@ class ServerState:
     models: dict[str, ServedModel]
     governance: GovernanceAdapter
     metrics: Any
-    recent_content: RecentContent = field(default_factory=RecentContent)
+    content_results: ContentResults
+    image_models: dict[str, ServedImageModel] = field(default_factory=dict)
 
     def model(self, name: str | None, *, default: str | None = None) -> ServedModel:
         """The loaded model called ``name`` (or ``default``, else the first loaded one when ``name`` is None).
@@ -205,5 +215,23 @@ class ServerState:
             return self.models[wanted]
         loaded = ", ".join(self.models) or "none"
         raise ApiError(404, f"model {wanted!r} is not loaded; loaded models: {loaded} "
+                            "(start the server with --model NAME to load another)",
+                       code="model_not_found", param="model")
+
+    def image_model(self, name: str | None) -> ServedImageModel:
+        """The loaded image model called ``name`` (the first loaded one when ``name`` is None).
+
+        Raises:
+            ApiError: 404 naming the loaded image models (or saying how to load one).
+        """
+        wanted = name or next(iter(self.image_models), None)
+        if wanted in self.image_models:
+            return self.image_models[wanted]
+        if wanted is None:
+            raise ApiError(404, "no image model is loaded; start the server with --model fashion-sketch (or an "
+                                "image model directory)", code="model_not_found", param="model")
+        loaded = ", ".join(self.image_models) or "none"
+        hint = " (a text model: use /v1/completions or /v1/chat/completions)" if wanted in self.models else ""
+        raise ApiError(404, f"image model {wanted!r} is not loaded{hint}; loaded image models: {loaded} "
                             "(start the server with --model NAME to load another)",
                        code="model_not_found", param="model")

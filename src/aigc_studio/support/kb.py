@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import func, select
 
 from aigc_studio.errors import AigcError
@@ -262,9 +263,10 @@ class KnowledgeBase:
 
     # -------------------------------------------------------------------------------------------- search
 
-    def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid") -> list[KbHit]:
-        """The ``k`` entries that best answer ``query`` (see :meth:`HybridIndex.search` for the modes)."""
-        hits = self.index.search(query, k=k, mode=mode)
+    def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid", query_vector: np.ndarray | None = None) -> list[KbHit]:
+        """The ``k`` entries that best answer ``query`` (see :meth:`HybridIndex.search` for the modes and
+        ``query_vector``)."""
+        hits = self.index.search(query, k=k, mode=mode, query_vector=query_vector)
         entries = self._entries_by_id([hit.id for hit in hits])
         return [KbHit(entries[hit.id], hit.score, hit.bm25_rank, hit.dense_rank) for hit in hits if hit.id in entries]
 

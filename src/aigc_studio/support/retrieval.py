@@ -242,19 +242,23 @@ class HybridIndex:
             return np.zeros(len(self.ids), dtype=np.float32)
         return np.asarray(self._bm25.get_scores(terms), dtype=np.float32)
 
-    def dense_scores(self, query: str) -> np.ndarray:
-        """Cosine similarity of every document to ``query``."""
+    def dense_scores(self, query: str, query_vector: np.ndarray | None = None) -> np.ndarray:
+        """Cosine similarity of every document to ``query`` (``query_vector``: its embedding by this index's
+        embedder, when the caller already has it)."""
         if not self.ids:
             return np.zeros(0, dtype=np.float32)
-        return self.vectors @ self.embedder.embed_queries([query])[0]
+        return self.vectors @ (self.embedder.embed_queries([query])[0] if query_vector is None else query_vector)
 
-    def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid") -> list[SearchHit]:
+    def search(self, query: str, k: int = 5, mode: SearchMode = "hybrid",
+               query_vector: np.ndarray | None = None) -> list[SearchHit]:
         """The ``k`` best documents for ``query``.
 
         Args:
             query: the question, any language the embedder reads.
             k: how many hits to return (at most the index size).
             mode: ``"hybrid"`` (reciprocal-rank fusion of both), ``"bm25"`` or ``"dense"``.
+            query_vector: the query's embedding by this index's embedder, when already computed (the
+                assistant's router embeds each message with the same model).
 
         Raises:
             AigcError: an empty query, ``k < 1`` or an unknown mode.
@@ -268,7 +272,7 @@ class HybridIndex:
         if not self.ids:
             return []
         bm25_ranks = _ranks(self.bm25_scores(query), positive_only=True) if mode != "dense" else {}
-        dense_ranks = _ranks(self.dense_scores(query)) if mode != "bm25" else {}
+        dense_ranks = _ranks(self.dense_scores(query, query_vector)) if mode != "bm25" else {}
         if mode == "bm25":
             fused = {row: 1.0 / (RRF_K + rank) for row, rank in bm25_ranks.items()}
         elif mode == "dense":

@@ -73,11 +73,12 @@ async def create_content(body: p.ContentCreateRequest, request: Request):
 
 @router.get("/content/{content_id}", response_model=p.ContentResponse)
 def get_content(content_id: str, request: Request):
-    """A recent ``/v1/content`` result by id (save it to the library to keep it)."""
-    body = _state(request).recent_content.get(content_id)
+    """A ``/v1/content`` result by id (kept for ``server.content_retention_days``; save one to the library to keep it)."""
+    body = _state(request).content_results.get(content_id)
     if body is None:
-        raise ApiError(404, f"content {content_id!r} not found; results are kept for the latest requests only, "
-                            "save one to the library to keep it", code="content_not_found", param="content_id")
+        raise ApiError(404, f"content {content_id!r} not found; results are kept for "
+                            f"{_state(request).settings.server.content_retention_days} days, save one to the "
+                            "library to keep it", code="content_not_found", param="content_id")
     return body
 
 
@@ -92,7 +93,7 @@ def save_item(body: p.LibraryItemCreate, request: Request) -> p.LibraryItem:
     """Save a text (usually a picked, edited candidate) to the library."""
     extra: dict = {}
     if body.content_id is not None:
-        source = _state(request).recent_content.get(body.content_id)
+        source = _state(request).content_results.get(body.content_id)
         extra["request"] = {"content_id": body.content_id, **((source or {}).get("request") or {})}
         if source is not None:
             best = next((c for c in source["candidates"] if c["text"] == body.text), None)

@@ -19,13 +19,18 @@ def _serving(request: Request) -> OpenAIServing:
 
 @router.get("/models", response_model=p.ModelList)
 def list_models(request: Request) -> p.ModelList:
-    """The loaded models, in OpenAI's list shape (plus backend, prompt format, context and weights hash)."""
+    """The loaded models, in OpenAI's list shape (plus kind, backend, prompt format, context and weights hash);
+    text models first, then image models (kind ``image``, with their categories)."""
     state: ServerState = request.app.state.server
     return p.ModelList(data=[
-        p.ModelCard(id=name, created=model.created, backend=model.backend.info.backend,
-                    prompt_format=model.backend.info.prompt_format, context_length=model.backend.info.context_length,
-                    model_type=model.backend.info.model_type, weights_sha256=model.backend.info.weights_sha256)
-        for name, model in state.models.items()
+        *(p.ModelCard(id=name, created=model.created, backend=model.backend.info.backend,
+                      prompt_format=model.backend.info.prompt_format, context_length=model.backend.info.context_length,
+                      model_type=model.backend.info.model_type, weights_sha256=model.backend.info.weights_sha256)
+          for name, model in state.models.items()),
+        *(p.ModelCard(id=name, created=model.created, backend="image", prompt_format=None, context_length=None,
+                      model_type=model.sketch.model_type, weights_sha256=model.sketch.weights_sha256, kind="image",
+                      class_names=model.sketch.class_names)
+          for name, model in state.image_models.items()),
     ])
 
 

@@ -201,7 +201,8 @@ async function loadTasks() {
 async function loadModels() {
   try {
     const body = await api.get("/v1/models");
-    state.models = (body.data ?? []).map((model) => model.id);
+    // image models (kind "image") draw sketches in the Gallery; they cannot write copy
+    state.models = (body.data ?? []).filter((model) => (model.kind ?? "text") === "text").map((model) => model.id);
   } catch {
     state.models = []; // the task default still works; the tasks call reports connection or key problems
   }

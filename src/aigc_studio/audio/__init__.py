@@ -1,0 +1,1 @@
+"""Sound: voice engines (text to speech), mixing and loudness, audio provenance."""

@@ -1,0 +1,1 @@
+"""Symbolic music: the corpus, the token format, constrained composing, rendering and evaluation."""
