@@ -23,15 +23,27 @@ SHARED_DATA = Path(os.environ.get("AIGC_SHARED_DATA", REPO_ROOT.parent / "shared
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session")
+def watermark_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fixed watermark key: governed generation (aigc write, the server) is then as repeatable as the seed says.
+
+    Live servers started by module- or session-scoped fixtures (before the per-test variables exist) take it
+    through ``AIGC_WATERMARK__KEY_FILE`` too.
+    """
+    path = tmp_path_factory.mktemp("watermark") / "watermark.key"
+    path.write_text("5a" * 32 + "\n", encoding="ascii")
+    path.chmod(0o600)
+    return path
+
+
 @pytest.fixture(autouse=True)
-def isolated_installation(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_installation(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+                          watermark_key_file: Path) -> Path:
     """Every test gets its own database and secret files, so tests never write var/ in the repository nor share
     an audit log (subprocesses inherit the variables)."""
     home = tmp_path_factory.mktemp("installation")
-    # A fixed watermark key: governed generation (aigc write, the server) is then as repeatable as the seed says.
-    (home / "watermark.key").write_text("5a" * 32 + "\n", encoding="ascii")
     monkeypatch.setenv("AIGC_DATABASE_URL", f"sqlite:///{home / 'aigc.db'}")
-    monkeypatch.setenv("AIGC_WATERMARK__KEY_FILE", str(home / "watermark.key"))
+    monkeypatch.setenv("AIGC_WATERMARK__KEY_FILE", str(watermark_key_file))
     monkeypatch.setenv("AIGC_VAULT_KEY_FILE", str(home / "vault.key"))
     monkeypatch.delenv("AIGC_CONFIG", raising=False)
     return home

