@@ -189,3 +189,8 @@ def test_result_is_json_ready_with_timings():
     assert [candidate["rank"] for candidate in data["candidates"]] == [1, 2]
     assert set(result.timing) == {"render", "generate", "evaluate", "rank", "total"}
     assert result.timing["total"] >= sum(result.timing[step] for step in ("render", "generate", "evaluate", "rank"))
+
+
+def test_control_characters_a_model_writes_never_reach_the_deliverable():
+    _, result = run(["The Eagle\x1b is a pub\u200b by the river.", GOOD])
+    assert [candidate.text for candidate in result.candidates] == [GOOD, GOOD]

@@ -23,6 +23,7 @@ from typing import Any
 from aigc_studio.backends.base import Backend
 from aigc_studio.content.requests import ContentRequest
 from aigc_studio.content.tasks import get_task
+from aigc_studio.data.cleaning import remove_control_characters
 from aigc_studio.errors import AigcError
 from aigc_studio.evaluation.fluency import LogprobScorer
 from aigc_studio.evaluation.judge import RankedCandidate, order_candidates, rank_candidates
@@ -168,7 +169,7 @@ class ContentPipeline:
         if self.hooks.sampling is not None:
             params = self.hooks.sampling(params)
         generated = self.backend.generate([prompt], params)[0].candidates
-        texts = [task.finalize(candidate.text, request) for candidate in generated]
+        texts = [task.finalize(remove_control_characters(candidate.text), request) for candidate in generated]
         clock = _lap(timing, "generate", clock)
 
         # 4. evaluate: hard constraints and the metrics' context

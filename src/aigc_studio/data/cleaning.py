@@ -63,6 +63,15 @@ def normalize_text(text: str) -> str:
     return _nfkc_keeping_full_width_punctuation(text).translate(_REMOVED).strip()
 
 
+def remove_control_characters(text: str) -> str:
+    """``text`` without control and zero-width characters (``\n`` and ``\t`` stay).
+
+    Prepared data never holds them, but an undertrained byte-level model can still write one (an ESC byte,
+    say); content handed to a user must not.
+    """
+    return text.translate(_REMOVED)
+
+
 def _nfkc_keeping_full_width_punctuation(text: str) -> str:
     # Splitting on a capturing group puts the kept runs at the odd positions. Normalising the pieces apart
     # equals normalising the whole text: the kept marks are never part of a composition.
