@@ -25,24 +25,20 @@ def backend() -> BuiltinBackend:
     return BuiltinBackend.from_directory(resolve_model(MODEL), name=MODEL)
 
 
-def make_settings(directory: Path, *, watermark: bool = True, **server: Any) -> Settings:
-    """Settings on a fresh SQLite database and watermark key under ``directory``; ``server`` overrides limits.
-
-    The key is fixed: with a random one, a 60-token text misses the detector's threshold now and then."""
-    key_file = directory / "watermark.key"
-    if not key_file.exists():
-        key_file.write_text("5a" * 32 + "\n", encoding="ascii")
-        key_file.chmod(0o600)
+def make_settings(directory: Path, key_file: Path, *, watermark: bool = True, **server: Any) -> Settings:
+    """Settings on a fresh SQLite database under ``directory`` and the watermark key ``key_file`` (the fixed test
+    key: with a random one, a 60-token text misses the detector's threshold now and then); ``server`` overrides
+    limits."""
     return Settings(
         database_url=f"sqlite:///{directory / 'aigc.db'}",
         vault_key_file=directory / "vault.key",
         server={"rate_limit_per_minute": 0, **server},
-        watermark={"key_file": directory / "watermark.key", "enabled": watermark},
+        watermark={"key_file": key_file, "enabled": watermark},
     )
 
 
 @pytest.fixture
-def client_factory(tmp_path: Path, backend: BuiltinBackend) -> Iterator[Callable[..., TestClient]]:
+def client_factory(tmp_path: Path, backend: BuiltinBackend, watermark_key_file: Path) -> Iterator[Callable[..., TestClient]]:
     """``client_factory(**server_settings)``: a started app (lifespan run) with its test client.
 
     Apps get a database of their own, unless ``directory`` names one to share (a restart, a second worker).
@@ -52,7 +48,7 @@ def client_factory(tmp_path: Path, backend: BuiltinBackend) -> Iterator[Callable
     def make(*, watermark: bool = True, directory: Path | None = None, **server: Any) -> TestClient:
         directory = directory or tmp_path / f"app{len(clients)}"
         directory.mkdir(exist_ok=True)
-        client = TestClient(create_app(make_settings(directory, watermark=watermark, **server), models=[backend]))
+        client = TestClient(create_app(make_settings(directory, watermark_key_file, watermark=watermark, **server), models=[backend]))
         client.__enter__()
         clients.append(client)
         return client
@@ -63,10 +59,10 @@ def client_factory(tmp_path: Path, backend: BuiltinBackend) -> Iterator[Callable
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, backend: BuiltinBackend) -> Iterator[TestClient]:
+def client(tmp_path_factory: pytest.TempPathFactory, backend: BuiltinBackend, watermark_key_file: Path) -> Iterator[TestClient]:
     """One app per test module with default limits (rate limiting off) and auth off (no keys yet)."""
     directory = tmp_path_factory.mktemp("server")
-    with TestClient(create_app(make_settings(directory, max_n=8, max_tokens_cap=64), models=[backend])) as test_client:
+    with TestClient(create_app(make_settings(directory, watermark_key_file, max_n=8, max_tokens_cap=64), models=[backend])) as test_client:
         yield test_client
 
 
