@@ -40,6 +40,8 @@ class ServerSettings(BaseModel):
     max_tokens_cap: int = Field(1024, ge=1)
     max_n: int = Field(16, ge=1)
     max_image_n: int = Field(16, ge=1, le=64)  # images per /v1/images/generations request (CPU seconds each)
+    # Served sketches also carry a signed C2PA manifest when c2pa-python is installed (~50 ms, ~17 KB per image).
+    image_c2pa: bool = True
     rate_limit_per_minute: int = Field(600, ge=0)  # per API key; 0 turns rate limiting off
     max_batch_size: int = Field(16, ge=1)  # decode rows the engine runs together
     max_queue: int = Field(256, ge=1)  # waiting requests per model before 429

@@ -14,7 +14,7 @@ from PIL import Image, PngImagePlugin
 
 from aigc_studio.backends.builtin import BuiltinBackend
 from aigc_studio.data.images import FASHION_MNIST_CLASSES
-from aigc_studio.images.provenance import PROVENANCE_KEY, ImageProvenance, png_bytes, verify_png
+from aigc_studio.images.provenance import PROVENANCE_KEY, ImageProvenance, c2pa_available, png_bytes, verify_png
 from aigc_studio.models.diffusion import DiffusionConfig, UNet
 from aigc_studio.models.model_dir import save_image_model
 from aigc_studio.models.vae import VAE, VAEConfig
@@ -48,7 +48,7 @@ def image_client(tmp_path_factory: pytest.TempPathFactory, backend: BuiltinBacke
     directory = tmp_path_factory.mktemp("images-server")
     settings = Settings(database_url=f"sqlite:///{directory / 'aigc.db'}", vault_key_file=directory / "vault.key",
                         server={"rate_limit_per_minute": 0, "max_image_n": 4},
-                        watermark={"key_file": directory / "watermark.key"})
+                        watermark={"key_file": directory / "watermark.key"}, c2pa_directory=directory / "c2pa")
     app = create_app(settings, models=[backend, str(image_dirs["sketch-vae"]), str(image_dirs["sketch-diffusion"])])
     with TestClient(app) as client:
         yield client
@@ -201,3 +201,72 @@ def test_images_larger_than_a_sketch_are_refused_from_their_header(image_client,
     assert "1024x8" in error["message"]
     not_an_image = base64.b64encode(b"plain text, not a PNG").decode()
     assert_error(image_client.post("/v1/images/library", json={"b64_json": not_an_image}), 400, param="b64_json")
+
+
+def _b64(png: bytes) -> str:
+    return base64.b64encode(png).decode()
+
+
+def _edited(item: dict) -> Image.Image:
+    """The image of ``item`` with one pixel inverted."""
+    _, image = _decode(item)
+    edited = image.copy()
+    edited.putpixel((0, 0), 255 - edited.getpixel((0, 0)))
+    return edited
+
+
+def test_provenance_verify_traces_every_image_of_a_request_to_its_audit_record(image_client):
+    body = image_client.post(PATH, json={"model": "sketch-vae", "prompt": "sandal", "n": 3, "seed": 11}).json()
+    for item in body["data"]:
+        verified = image_client.post("/v1/provenance/verify", json={"image": item["b64_json"]}).json()
+        assert verified["produced"] and verified["match"] == "exact", verified
+        assert [record["record_id"] for record in verified["records"]] == [body["audit_record_id"]]
+        assert verified["records"][0]["kind"] == "image" and verified["records"][0]["model"] == "sketch-vae"
+        assert verified["image"]["status"] == "verified" and verified["image"]["record"] == item["provenance"]
+
+
+def test_provenance_verify_tells_edited_foreign_and_unmarked_images_apart(image_client):
+    item = image_client.post(PATH, json={"model": "sketch-vae", "prompt": "shirt", "seed": 12}).json()["data"][0]
+    edited = _edited(item)
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(PROVENANCE_KEY, json.dumps(item["provenance"]))  # the original record on changed pixels
+    buffer = io.BytesIO()
+    edited.save(buffer, format="PNG", pnginfo=info)
+    modified = image_client.post("/v1/provenance/verify", json={"image": _b64(buffer.getvalue())}).json()
+    assert modified["match"] == "modified" and not modified["produced"] and modified["records"] == []
+    assert "pixels were changed" in modified["image"]["message"]
+    # A record written for other pixels (another installation, or `aigc sketch`): a claim this audit log cannot back.
+    record = ImageProvenance.model_validate(item["provenance"])
+    foreign = image_client.post("/v1/provenance/verify", json={"image": _b64(png_bytes(edited, record))}).json()
+    assert foreign["match"] == "record" and foreign["records"] == [] and foreign["image"]["status"] == "verified"
+    plain = io.BytesIO()
+    edited.save(plain, format="PNG")
+    unmarked = image_client.post("/v1/provenance/verify", json={"image": _b64(plain.getvalue())}).json()
+    assert unmarked["match"] == "none" and not unmarked["produced"] and unmarked["image"]["status"] == "missing"
+
+
+@pytest.mark.parametrize("request_body, status, param, words", [
+    ({"image": "not base64!"}, 400, "image", "not valid base64"),
+    ({"image": base64.b64encode(b"plain text, not a PNG").decode()}, 400, "image", "not a readable image"),
+    ({"text": "a text", "image": "aGk="}, 422, None, 'exactly one of "text" or "image"'),
+    ({}, 422, None, 'exactly one of "text" or "image"'),
+])
+def test_provenance_verify_refuses_bad_input(image_client, assert_error, request_body, status, param, words):
+    error = assert_error(image_client.post("/v1/provenance/verify", json=request_body), status, param=param)
+    assert words in error["message"]
+
+
+@pytest.mark.skipif(not c2pa_available(), reason="c2pa-python is not installed (optional extra)")
+def test_served_sketches_carry_a_valid_c2pa_manifest_unless_turned_off(image_client, image_dirs, tmp_path):
+    item = image_client.post(PATH, json={"model": "sketch-vae", "prompt": "bag", "seed": 13}).json()["data"][0]
+    png, _ = _decode(item)
+    assert verify_png(png).c2pa_state == "Valid"
+    verified = image_client.post("/v1/provenance/verify", json={"image": item["b64_json"]}).json()
+    assert verified["match"] == "exact" and verified["image"]["c2pa_state"] == "Valid"
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'aigc.db'}", vault_key_file=tmp_path / "vault.key",
+                        server={"rate_limit_per_minute": 0, "image_c2pa": False}, c2pa_directory=tmp_path / "c2pa")
+    with TestClient(create_app(settings, models=[str(image_dirs["sketch-vae"])])) as unsigned_client:
+        unsigned = unsigned_client.post(PATH, json={"prompt": "bag", "seed": 13}).json()["data"][0]
+    png, _ = _decode(unsigned)
+    assert verify_png(png).ok and verify_png(png).c2pa_state is None and not (tmp_path / "c2pa").exists()
+    assert unsigned["provenance"]["pixels_sha256"] == item["provenance"]["pixels_sha256"]

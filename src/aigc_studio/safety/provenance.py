@@ -147,6 +147,15 @@ class FindsByContentHash(Protocol):
     def find_by_content_hash(self, sha256: str) -> Sequence[AuditRecordInfo]: ...
 
 
+def produced_records(audit_log: FindsByContentHash, sha256: str) -> list[ProducedRecord]:
+    """The audit records with an output hashed to ``sha256`` (a text's content hash, an image's pixel hash)."""
+    return [
+        ProducedRecord(record_id=record.id, created_at=record.created_at, kind=record.kind, model=record.model,
+                       model_sha256=record.model_sha256, task=record.task)
+        for record in audit_log.find_by_content_hash(sha256)
+    ]
+
+
 def verify_provenance(text: str, audit_log: FindsByContentHash, watermark_check: WatermarkCheck | None = None) -> ProvenanceVerification:
     """Whether, when and by which model this system produced ``text``.
 
@@ -162,13 +171,7 @@ def verify_provenance(text: str, audit_log: FindsByContentHash, watermark_check:
     if not isinstance(text, str) or not text.strip():
         raise AigcError("text to verify is empty; pass the generated text", param="text")
     digest = content_hash(text)
-    records = [
-        ProducedRecord(
-            record_id=record.id, created_at=record.created_at, kind=record.kind, model=record.model,
-            model_sha256=record.model_sha256, task=record.task,
-        )
-        for record in audit_log.find_by_content_hash(digest)
-    ]
+    records = produced_records(audit_log, digest)
     z = p_value = watermarked = None
     if watermark_check is not None:
         z, p_value, watermarked = watermark_check(text)

@@ -32,9 +32,7 @@ from aigc_studio.server.errors import install_error_handlers
 from aigc_studio.server.metrics import ServerMetrics
 from aigc_studio.server.middleware import AccessLogMiddleware, BodyLimitMiddleware
 from aigc_studio.server.protocol import HealthResponse
-from aigc_studio.server.routers import content, images, openai, safety
-from aigc_studio.server.routers import support
-from aigc_studio.server.routers import audio
+from aigc_studio.server.routers import audio, content, images, openai, safety, support
 from aigc_studio.server.state import GovernanceAdapter, ServedImageModel, ServedModel, ServerState
 from aigc_studio.settings import Settings
 from aigc_studio.store.results import ContentResults
@@ -85,6 +83,19 @@ def split_models(names: Sequence[str | Path | Backend], settings: Settings) -> t
     return text, image
 
 
+def c2pa_signer_for(settings: Settings) -> Any:
+    """The C2PA signer of served sketches (:class:`~aigc_studio.images.provenance.C2paSigner`, its local
+    certificate made on first use), or None when ``server.image_c2pa`` is off or c2pa-python is not installed."""
+    from aigc_studio.images.provenance import C2paSigner, c2pa_available
+
+    if not settings.server.image_c2pa:
+        return None
+    if not c2pa_available():
+        logger.info("served sketches carry their generation record only: install c2pa-python for C2PA manifests")
+        return None
+    return C2paSigner(settings.c2pa_directory)
+
+
 def start_engines(backends: Sequence[Backend], settings: Settings) -> dict[str, ServedModel]:
     """One started engine per backend, keyed by model name."""
     from aigc_studio.generation.engine import Engine
@@ -121,8 +132,9 @@ def create_app(settings: Settings, *, models: Sequence[str | Path | Backend] | N
         text_specs, image_models = await anyio.to_thread.run_sync(split_models, model_specs, settings)
         backends = await anyio.to_thread.run_sync(load_models, text_specs, settings)
         served = start_engines(backends, settings)
+        image_signer = await anyio.to_thread.run_sync(c2pa_signer_for, settings) if image_models else None
         app.state.server = ServerState(settings=settings, database=db, models=served, governance=governance,
-                                       metrics=metrics, image_models=image_models,
+                                       metrics=metrics, image_models=image_models, image_signer=image_signer,
                                        content_results=ContentResults(db, settings.server.content_retention_days))
         logger.info("serving models: %s", ", ".join([*served, *image_models]))
         try:

@@ -99,10 +99,12 @@ async def _validation_handler(request: Request, error: RequestValidationError) -
                               code="invalid_json")
     location = tuple(first.get("loc", ()))
     param = _validation_param(location)
-    if first.get("type") == "model_attributes_type" or (location == ("body",) and first.get("type") != "missing"):
+    # A validator of the whole body (type "value_error") explains itself; other problems at ("body",) are a
+    # body that is not an object.
+    if first.get("type") == "model_attributes_type" or (location == ("body",) and first.get("type") not in ("missing", "value_error")):
         return error_response(400, "the request body must be a JSON object", code="invalid_json")
     where = param or "request"
-    message = f"{where}: {first.get('msg', 'invalid value')}"
+    message = f"{where}: {first.get('msg', 'invalid value').removeprefix('Value error, ')}"
     if "input" in first and first.get("type") != "missing":
         message += f" (got {json.dumps(first['input'], default=str, ensure_ascii=False)[:80]})"
     if len(problems) > 1:

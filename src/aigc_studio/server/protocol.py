@@ -544,14 +544,32 @@ class WatermarkDetectResponse(BaseModel):
 
 
 class ProvenanceVerifyRequest(StrictModel):
-    text: str = Field(min_length=1)
+    """A text, or an image (a PNG, base64), to trace back to the generation that made it: exactly one."""
+
+    text: str | None = Field(None, min_length=1)
+    image: str | None = Field(None, min_length=1, description="A PNG as base64 (the b64_json of an images answer).")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> ProvenanceVerifyRequest:
+        if (self.text is None) == (self.image is None):
+            raise ValueError('send exactly one of "text" or "image" (a base64 PNG)')
+        return self
+
+
+class ImageVerification(BaseModel):
+    status: Literal["verified", "modified", "missing"]
+    message: str
+    record: dict[str, Any] | None = Field(None, description="The generation record read from the PNG.")
+    c2pa_state: str | None = Field(None, description="Valid or Trusted when a C2PA manifest validates; None without one.")
 
 
 class ProvenanceVerifyResponse(BaseModel):
     produced: bool
-    match: str
+    match: str = Field(description='text: "exact", "watermark" or "none"; image: "exact" (in this audit log), '
+                                   '"record" (an intact generation record only), "modified" or "none"')
     records: list[dict[str, Any]]
     watermark: dict[str, Any] | None = None
+    image: ImageVerification | None = None
 
 
 class HealthResponse(BaseModel):

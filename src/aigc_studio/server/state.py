@@ -156,8 +156,8 @@ class GovernanceAdapter:
                       records: Sequence[dict[str, Any]], api_key_id: int | None, latency_ms: float) -> int | None:
         """Write the audit record of an image generation; returns its id (None without an audit log).
 
-        The outputs are the images' generation records as JSON (each names its pixels' sha256), and the
-        record's content hash is the first image's pixel hash, so an image can be traced to its request.
+        The outputs are the images' generation records as JSON, each indexed under its pixels' sha256, so
+        any one of the images traces back to its request.
         """
         from aigc_studio.store.audit import AuditEntry
 
@@ -168,7 +168,7 @@ class GovernanceAdapter:
             kind="image", model=model, model_sha256=model_sha256 or None, params=params, seed=seed, prompt=prompt,
             outputs=[json.dumps(record, sort_keys=True, ensure_ascii=False) for record in records],
             latency_ms=latency_ms, provenance=dict(records[0]), api_key_id=api_key_id,
-            content_sha256=records[0]["pixels_sha256"],
+            content_sha256=records[0]["pixels_sha256"], output_hashes=[record["pixels_sha256"] for record in records],
         ))
         return info.id
 
@@ -203,6 +203,7 @@ class ServerState:
     metrics: Any
     content_results: ContentResults
     image_models: dict[str, ServedImageModel] = field(default_factory=dict)
+    image_signer: Any = None  # aigc_studio.images.provenance.C2paSigner: C2PA-signs served sketches when set
 
     def model(self, name: str | None, *, default: str | None = None) -> ServedModel:
         """The loaded model called ``name`` (or ``default``, else the first loaded one when ``name`` is None).

@@ -68,6 +68,8 @@ class AuditEntry:
         provenance: the provenance record (its ``record_id`` is filled in on append).
         api_key_id: the key that asked, None without authentication.
         content_sha256: hash of the primary output; None computes it from ``outputs[0]``.
+        output_hashes: the hash each output is found by, one per output, when an output is not the content
+            itself (an image's generation record: its pixels' sha256); None hashes each output's text.
     """
 
     kind: str
@@ -83,6 +85,7 @@ class AuditEntry:
     provenance: ProvenanceRecord | dict[str, Any] | None = None
     api_key_id: int | None = None
     content_sha256: str | None = None
+    output_hashes: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,7 @@ class AuditLog:
                 infinities are stored as null).
         """
         values = _entry_values(entry)
+        output_hashes = _output_hashes(entry)
         with self.db.session(lock=True) as session:
             last = session.execute(
                 select(AuditRecord.id, AuditRecord.record_hash).order_by(AuditRecord.id.desc()).limit(1)
@@ -208,8 +212,8 @@ class AuditLog:
             session.add(AuditRecord(**values, prev_hash=prev_hash, record_hash=record_hash))
             session.flush()  # the record must exist before the rows that refer to it
             session.add_all(
-                AuditOutputHash(audit_record_id=record_id, output_index=index, content_sha256=content_hash(text))
-                for index, text in enumerate(values["outputs"])
+                AuditOutputHash(audit_record_id=record_id, output_index=index, content_sha256=digest)
+                for index, digest in enumerate(output_hashes)
             )
         return AuditRecordInfo(**values, prev_hash=prev_hash, record_hash=record_hash)
 
@@ -319,6 +323,19 @@ def audit_content_result(
         api_key_id=api_key_id,
     )
     return audit_log.append(entry)
+
+
+def _output_hashes(entry: AuditEntry) -> list[str]:
+    """The hash each output is indexed under (see :attr:`AuditEntry.output_hashes`), checked."""
+    if entry.output_hashes is None:
+        return [content_hash(text) for text in entry.outputs]
+    if len(entry.output_hashes) != len(entry.outputs):
+        raise AigcError(f"audit output_hashes must have one hash per output ({len(entry.outputs)}), "
+                        f"got {len(entry.output_hashes)}", param="output_hashes")
+    for digest in entry.output_hashes:
+        if not isinstance(digest, str) or not _SHA256_HEX.match(digest):
+            raise AigcError(f"output hash {digest!r} is not 64 lowercase hex digits", param="output_hashes")
+    return list(entry.output_hashes)
 
 
 def _entry_values(entry: AuditEntry) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 * ``api_keys``: one row per API key; only the sha256 of the secret is stored.
 * ``audit_records``: the hash-chained log of every generation (see :mod:`aigc_studio.store.audit`).
 * ``audit_output_hashes``: the content hash of every output of every record, so provenance finds any candidate
-  a caller was given, not only the best one; derived from ``audit_records.outputs`` and rebuildable from it.
+  a caller was given, not only the best one; derived from ``audit_records.outputs`` and rebuildable from it
+  (an image's output is its generation record, indexed under the record's ``pixels_sha256``).
 * ``content_items`` and ``content_tags``: the content library (see :mod:`aigc_studio.store.library`).
 * ``content_results``: every ``/v1/content`` result by id, so ``GET /v1/content/{id}`` answers after a restart
   (see :mod:`aigc_studio.store.results`).

@@ -3,7 +3,9 @@
 The prompt names a product category of the model (``"a red ankle boot"`` → ``ankle-boot``,
 :func:`~aigc_studio.images.prompt.label_from_prompt`); it is moderated like every text prompt. Each image
 comes back as ``b64_json``: a PNG carrying its generation record (the ``aigc:provenance`` chunk that
-``aigc sketch`` writes, so ``aigc provenance verify`` checks it), and the request gets an audit record.
+``aigc sketch`` writes, so ``aigc provenance verify`` and ``POST /v1/provenance/verify`` check it) and, with
+c2pa-python installed and ``server.image_c2pa`` on (the default), a signed C2PA manifest; the request gets
+an audit record that finds each image by its pixels' hash.
 Sampling is CPU-bound: it runs in a worker thread, one request per model at a time, so the event loop keeps
 answering other requests.
 
@@ -106,7 +108,7 @@ def _generate(state: ServerState, served: ServedImageModel, body: p.ImageGenerat
     images: list[tuple[bytes, dict[str, Any]]] = []
     for item in batch.sketches:
         record = item.record.model_copy(update={"pixels_sha256": pixels_sha256(item.image)})
-        images.append((png_bytes(item.image, record), record.model_dump(mode="json")))
+        images.append((png_bytes(item.image, record, c2pa_signer=state.image_signer), record.model_dump(mode="json")))
     params = {"label": batch.label, "n": body.n, "size": size or sketch.model.config.image_size,
               "response_format": body.response_format, **batch.parameters}
     record_id = state.governance.record_images(
@@ -129,28 +131,34 @@ async def create_images(body: p.ImageGenerationRequest, request: Request) -> p.I
     return await anyio.to_thread.run_sync(_generate, state, served, body, getattr(request.state, "api_key_id", None))
 
 
-def _check_sketch_size(png: bytes) -> None:
-    """Refuse, from the header alone, an image larger than any sketch (a small file can declare huge pixels)."""
+def decode_sketch(b64: str, param: str) -> bytes:
+    """The image bytes of a base64 field, refused (from the header alone: a small file can declare huge pixels)
+    when it is not base64, not an image, or larger than any sketch.
+
+    Raises:
+        AigcError: (param ``param``) naming what is wrong.
+    """
+    try:
+        png = base64.b64decode(b64, validate=True)
+    except ValueError:
+        raise AigcError(f"{param} is not valid base64; send the b64_json of a /v1/images/generations answer",
+                        param=param) from None
     try:
         with Image.open(io.BytesIO(png)) as image:
             width, height = image.size
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
-        raise AigcError(f"b64_json is not a readable image ({error}); send the b64_json of a "
-                        "/v1/images/generations answer", param="b64_json") from None
+        raise AigcError(f"{param} is not a readable image ({error}); send the b64_json of a "
+                        "/v1/images/generations answer", param=param) from None
     if width > MAX_SIZE or height > MAX_SIZE:
-        raise AigcError(f"the image is {width}x{height}; sketches are at most {MAX_SIZE}x{MAX_SIZE}", param="b64_json")
+        raise AigcError(f"the image is {width}x{height}; sketches are at most {MAX_SIZE}x{MAX_SIZE}", param=param)
+    return png
 
 
 @router.post("/images/library", response_model=p.LibraryItem, status_code=201)
 def save_sketch(body: p.SketchSaveRequest, request: Request) -> p.LibraryItem:
     """Keep a generated sketch (its PNG with an intact generation record) in the content library."""
     state: ServerState = request.app.state.server
-    try:
-        png = base64.b64decode(body.b64_json, validate=True)
-    except ValueError:
-        raise AigcError("b64_json is not valid base64; send the b64_json of a /v1/images/generations answer",
-                        param="b64_json") from None
-    _check_sketch_size(png)
+    png = decode_sketch(body.b64_json, "b64_json")
     check = verify_png(png)
     if not check.ok or check.record is None:
         raise AigcError(f"only sketches made here with their generation record can be saved: {check.message}",

@@ -7,10 +7,14 @@ import uuid
 from fastapi import APIRouter, Request
 
 from aigc_studio.errors import AigcError
+from aigc_studio.images.provenance import verify_png
 from aigc_studio.safety.moderation import to_openai
+from aigc_studio.safety.provenance import produced_records
 from aigc_studio.safety.watermark import WatermarkDetection, detect_text
 from aigc_studio.server import protocol as p
+from aigc_studio.server.routers.images import decode_sketch
 from aigc_studio.server.state import ServedModel, ServerState
+from aigc_studio.store.audit import AuditLog
 
 router = APIRouter(prefix="/v1", tags=["safety"], responses=p.ERROR_RESPONSES)
 
@@ -60,8 +64,11 @@ def detect_watermark(body: p.WatermarkDetectRequest, request: Request) -> p.Wate
 
 @router.post("/provenance/verify", response_model=p.ProvenanceVerifyResponse)
 def verify(body: p.ProvenanceVerifyRequest, request: Request) -> p.ProvenanceVerifyResponse:
-    """Whether (and when, by which model) this system produced a text: by content hash, then by watermark."""
+    """Whether (and when, by which model) this system produced a text: by content hash, then by watermark; or
+    an image: its generation record, its pixels unchanged, its C2PA manifest, and the audit record that made it."""
     state = _state(request)
+    if body.image is not None:
+        return _verify_image(state, body.image)
     verification = state.governance.verify(body.text, _default_model(state, None).backend)
     watermark = None
     if verification.watermark_z is not None:
@@ -70,3 +77,19 @@ def verify(body: p.ProvenanceVerifyRequest, request: Request) -> p.ProvenanceVer
     return p.ProvenanceVerifyResponse(produced=verification.produced, match=verification.match,
                                       records=[record.model_dump(mode="json") for record in verification.records],
                                       watermark=watermark)
+
+
+def _verify_image(state: ServerState, image_b64: str) -> p.ProvenanceVerifyResponse:
+    check = verify_png(decode_sketch(image_b64, "image"))
+    records = []
+    if check.ok and check.record is not None:
+        records = produced_records(AuditLog(state.database), check.record.pixels_sha256)
+    # An intact record without an audit record here: made by `aigc sketch` or another installation (its C2PA
+    # state says whether a signature backs the claim).
+    match = "exact" if records else "record" if check.ok else "modified" if check.status == "modified" else "none"
+    return p.ProvenanceVerifyResponse(
+        produced=match in ("exact", "record"), match=match,
+        records=[record.model_dump(mode="json") for record in records],
+        image=p.ImageVerification(status=check.status, message=check.message, c2pa_state=check.c2pa_state,
+                                  record=check.record.model_dump(mode="json") if check.record else None),
+    )
