@@ -14,6 +14,7 @@ CLI) the same checks one by one, so a text is governed the same way whichever do
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,6 +182,35 @@ class Governance:
             ))
             provenance = {**provenance, "record_id": info.id}
         return provenance
+
+    def record_images(self, *, model: str, model_sha256: str, prompt: str, params: dict[str, Any], seed: int,
+                      records: Sequence[dict[str, Any]], api_key_id: int | None = None,
+                      latency_ms: float | None = None) -> int | None:
+        """Append the audit record of an image generation; returns its id (None without an audit log).
+
+        The outputs are the images' generation records (:class:`~aigc_studio.images.provenance.ImageProvenance`
+        as JSON), each indexed under its ``pixels_sha256``, so any one of the images traces back to its request.
+        """
+        if self.audit_log is None:
+            return None
+        info = self.audit_log.append(AuditEntry(
+            kind="image", model=model, model_sha256=model_sha256 or None, params=params, seed=seed, prompt=prompt,
+            outputs=[json.dumps(record, sort_keys=True, ensure_ascii=False) for record in records],
+            latency_ms=latency_ms, provenance=dict(records[0]), api_key_id=api_key_id,
+            content_sha256=records[0]["pixels_sha256"], output_hashes=[record["pixels_sha256"] for record in records],
+        ))
+        return info.id
+
+    def detection_watermark(self) -> WatermarkConfig:
+        """The watermark key and strength to detect with.
+
+        Raises:
+            AigcError: the watermark is off in the settings, so there is no key to detect with.
+        """
+        if self.watermark is None:
+            raise AigcError("the watermark is off on this server (settings watermark.enabled = false); "
+                            "turn it on to detect it", param="text")
+        return self.watermark
 
     def verify(self, text: str, backend: Backend | None = None) -> ProvenanceVerification:
         """Whether this installation produced ``text``: an exact audit match, else its watermark under

@@ -27,13 +27,14 @@ from sqlalchemy import text
 
 from aigc_studio import __version__
 from aigc_studio.backends.base import Backend
+from aigc_studio.content.governance import Governance
 from aigc_studio.server.auth import Authenticator
 from aigc_studio.server.errors import install_error_handlers
 from aigc_studio.server.metrics import ServerMetrics
 from aigc_studio.server.middleware import AccessLogMiddleware, BodyLimitMiddleware
 from aigc_studio.server.protocol import HealthResponse
 from aigc_studio.server.routers import audio, content, images, openai, safety, support
-from aigc_studio.server.state import GovernanceAdapter, ServedImageModel, ServedModel, ServerState
+from aigc_studio.server.state import ServedImageModel, ServedModel, ServerState
 from aigc_studio.settings import Settings
 from aigc_studio.store.results import ContentResults
 
@@ -128,7 +129,7 @@ def create_app(settings: Settings, *, models: Sequence[str | Path | Backend] | N
             from aigc_studio.store.db import Database
 
             db = await anyio.to_thread.run_sync(Database.from_settings, settings)
-        governance = await anyio.to_thread.run_sync(GovernanceAdapter, settings, db)
+        governance = await anyio.to_thread.run_sync(Governance, settings, db)
         text_specs, image_models = await anyio.to_thread.run_sync(split_models, model_specs, settings)
         backends = await anyio.to_thread.run_sync(load_models, text_specs, settings)
         served = start_engines(backends, settings)

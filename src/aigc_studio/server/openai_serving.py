@@ -132,8 +132,11 @@ class OpenAIServing:
 
     async def _checked(self, prompt: str, result: GenerationResult) -> list[tuple[str, list[dict[str, Any]]]]:
         """Each candidate as it may be published (moderated, personal data replaced) and the findings."""
-        check = self.state.governance.check_output
-        return await anyio.to_thread.run_sync(lambda: [check(candidate.text, prompt) for candidate in result.candidates])
+        def check() -> list[tuple[str, list[dict[str, Any]]]]:
+            checks = [self.state.governance.check_output(candidate.text, prompt) for candidate in result.candidates]
+            return [(output.text, output.flags) for output in checks]
+
+        return await anyio.to_thread.run_sync(check)
 
     async def _record(self, kind: str, served: ServedModel, params: SamplingParams, prompt: str, outputs: list[str],
                       started: float) -> dict[str, Any]:

@@ -7,13 +7,12 @@ at a time (image sampling is CPU-bound and already uses the torch threads).
 through that engine, so content-pipeline traffic shares the decode batch with the OpenAI endpoints; it can
 report each token to a callback (the content stream) and be cancelled when the client goes away.
 
-:class:`GovernanceAdapter` is the one place the server calls governance (prompt moderation, watermark,
-provenance and audit records, the pipeline hooks) and the watermark detector.
+Governance (prompt and output moderation, watermark, provenance and audit records, the content-pipeline
+hooks) is the installation's one :class:`~aigc_studio.content.governance.Governance`, as the CLI uses it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aigc_studio.backends.base import Backend, GenerationResult, StreamChunk, TokenLogprob
-from aigc_studio.content.pipeline import PipelineHooks
+from aigc_studio.content.governance import Governance
 from aigc_studio.errors import AigcError
 from aigc_studio.generation.sampling_params import SamplingParams
 from aigc_studio.server.errors import ApiError
@@ -121,77 +120,6 @@ class EngineBackend:
             raise AigcError("the request was cancelled")
 
 
-class GovernanceAdapter:
-    """The server's single entry into governance (:class:`~aigc_studio.content.governance.Governance`).
-
-    Args:
-        settings: the installation's settings (moderation policy, watermark key file and strength).
-        database: the opened store, for audit records and provenance.
-    """
-
-    def __init__(self, settings: Settings, database: Any) -> None:
-        from aigc_studio.content.governance import Governance
-
-        self.governance = Governance(settings, database)
-        self.moderator = self.governance.moderator
-
-    def check_prompt(self, text: str) -> None:
-        """Refuse a prompt that moderation blocks (AigcError, 400 ``content_policy_violation``)."""
-        self.governance.check_prompt(text)
-
-    def sampling_params(self, params: SamplingParams, backend: Backend) -> SamplingParams:
-        """The parameters with the watermark added when it is enabled."""
-        return self.governance.sampling_params(params, backend)
-
-    def check_output(self, text: str, prompt: str) -> tuple[str, list[dict[str, Any]]]:
-        """An output as it may be published (withheld, redacted or as is) and the findings about it."""
-        check = self.governance.check_output(text, prompt)
-        return check.text, check.flags
-
-    def record(self, **fields: Any) -> dict[str, Any]:
-        """Write the audit record of a generation; returns its provenance (with the audit ``record_id``)."""
-        return self.governance.record(**fields)
-
-    def record_images(self, *, model: str, model_sha256: str, prompt: str, params: dict[str, Any], seed: int,
-                      records: Sequence[dict[str, Any]], api_key_id: int | None, latency_ms: float) -> int | None:
-        """Write the audit record of an image generation; returns its id (None without an audit log).
-
-        The outputs are the images' generation records as JSON, each indexed under its pixels' sha256, so
-        any one of the images traces back to its request.
-        """
-        from aigc_studio.store.audit import AuditEntry
-
-        audit_log = self.governance.audit_log
-        if audit_log is None:
-            return None
-        info = audit_log.append(AuditEntry(
-            kind="image", model=model, model_sha256=model_sha256 or None, params=params, seed=seed, prompt=prompt,
-            outputs=[json.dumps(record, sort_keys=True, ensure_ascii=False) for record in records],
-            latency_ms=latency_ms, provenance=dict(records[0]), api_key_id=api_key_id,
-            content_sha256=records[0]["pixels_sha256"], output_hashes=[record["pixels_sha256"] for record in records],
-        ))
-        return info.id
-
-    def pipeline_hooks(self, backend: Backend, api_key_id: int | None) -> PipelineHooks:
-        """Moderation, watermark, provenance and audit steps for one content-pipeline run."""
-        return self.governance.pipeline_hooks(backend, api_key_id=api_key_id)
-
-    def watermark(self):
-        """The server's watermark config (key and strength).
-
-        Raises:
-            AigcError: the watermark is off in the settings, so there is no key to detect with.
-        """
-        if self.governance.watermark is None:
-            raise AigcError("the watermark is off on this server (settings watermark.enabled = false); "
-                            "turn it on to detect it", param="text")
-        return self.governance.watermark
-
-    def verify(self, text: str, backend: Backend | None):
-        """Whether this installation produced ``text`` (audit match, else the watermark under ``backend``)."""
-        return self.governance.verify(text, backend)
-
-
 @dataclass
 class ServerState:
     """Everything the routers need, kept on ``app.state.server``."""
@@ -199,7 +127,7 @@ class ServerState:
     settings: Settings
     database: Any
     models: dict[str, ServedModel]
-    governance: GovernanceAdapter
+    governance: Governance
     metrics: Any
     content_results: ContentResults
     image_models: dict[str, ServedImageModel] = field(default_factory=dict)

@@ -34,7 +34,7 @@ def _detect(state: ServerState, text: str, model: str | None) -> WatermarkDetect
         raise AigcError(f"model {served.name!r} has no local tokenizer to score the watermark with; "
                         "name a builtin model", param="model")
     vocab_size = getattr(getattr(getattr(served.backend, "model", None), "config", None), "vocab_size", None)
-    return detect_text(text, tokenizer, state.governance.watermark(), vocab_size=vocab_size)
+    return detect_text(text, tokenizer, state.governance.detection_watermark(), vocab_size=vocab_size)
 
 
 @router.post("/moderations", response_model=p.ModerationResponse)

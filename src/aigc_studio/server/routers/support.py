@@ -44,7 +44,7 @@ def _assistant(request: Request) -> Assistant:
             # A reply model the server already serves writes through its engine, batched with the other traffic.
             backend = EngineBackend(state.models[reply_model]) if reply_model in state.models else None
             assistant = Assistant.from_settings(state.settings, state.database,
-                                                governance=state.governance.governance, backend=backend)
+                                                governance=state.governance, backend=backend)
             app_state.support_assistant = assistant
     return assistant
 
