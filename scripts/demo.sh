@@ -62,11 +62,17 @@ printf '%s\n' "Hi" "My new card still hasn't arrived" "I want to make a transfer
   | aigc support chat --customer C1001
 aigc support tickets --status open
 
-# Part 4: the web studio and the OpenAI-compatible API on the bundled model (Ctrl-C stops it).
+# Part 4: product design sketches from the bundled diffusion model, each PNG carrying its provenance.
+echo
+echo "== 4. design sketches: four sneakers =="
+aigc sketch --model fashion-sketch --label sneaker --n 4 --seed 7 --out "$work/sketches"
+aigc provenance verify "$work/sketches/000.png"
+
+# Part 5: the web studio and the OpenAI-compatible API on the bundled models (Ctrl-C stops it).
 # AIGC_DEMO_SERVE=0 skips it (for scripted runs that must end).
 if [ "${AIGC_DEMO_SERVE:-1}" = 1 ]; then
   echo
-  echo "== 4. the studio and the API =="
+  echo "== 5. the studio and the API =="
   echo "Open http://127.0.0.1:${AIGC_DEMO_PORT:-8000}/ in a browser (API docs at /docs); Ctrl-C stops the server."
-  exec aigc serve --port "${AIGC_DEMO_PORT:-8000}"
+  exec aigc serve --port "${AIGC_DEMO_PORT:-8000}" --model e2e-copy --model fashion-sketch
 fi
