@@ -58,6 +58,9 @@ DEFAULT_Z_THRESHOLD = 4.0  # p ~ 3e-5 per text: the paper's choice
 # Distinct contexts whose green list is kept, as bits (V / 8 bytes each: 1 KiB for V = 8192); with min-hash
 # there are at most V distinct seeds, so for the project's vocabularies each list is computed once per process.
 GREEN_LIST_CACHE_SIZE = 8192
+# Green lists kept ready to add to logits during generation, as float32 rows (4V bytes each: 8 MiB in all for
+# V = 2048, 32 MiB for 8192); the frequent previous tokens stay in it, the rest fall back to the bits above.
+GREEN_BIAS_CACHE_SIZE = 1024
 _MASK64 = (1 << 64) - 1
 
 
@@ -207,6 +210,12 @@ def green_mask(seed: int, vocab_size: int, size: int) -> np.ndarray:
     return np.unpackbits(_green_bits(seed, vocab_size, size), count=vocab_size).view(bool)
 
 
+@functools.lru_cache(maxsize=GREEN_BIAS_CACHE_SIZE)
+def _green_bias(seed: int, vocab_size: int, size: int, delta: float) -> torch.Tensor:
+    """(V,) float32: ``delta`` on the green ids of ``seed``, 0 elsewhere (shared by the cache: never write to it)."""
+    return delta * torch.from_numpy(green_mask(seed, vocab_size, size)).float()
+
+
 def _is_green(seed: int, token_id: int, vocab_size: int, size: int) -> bool:
     bits = _green_bits(seed, vocab_size, size)
     return bool(bits[token_id >> 3] >> (7 - (token_id & 7)) & 1)  # packbits puts the first id in the high bit
@@ -246,12 +255,13 @@ class WatermarkProcessor:
         width = self.config.context_width
         if token_ids.size(1) < width:  # a prompt shorter than the context: nothing to seed from yet
             return logits
-        # Hashing runs on the CPU: one small copy of the contexts (B, h) in, one (B, V) mask out per step; the
-        # green lists themselves come from the bounded cache.
+        # Hashing runs on the CPU: one small copy of the contexts (B, h) in, one (B, V) bias out per step; the
+        # biases themselves come from the bounded cache, so a step costs a lookup per row and one addition.
         contexts = token_ids[:, -width:].tolist()
-        masks = [green_mask(context_seed(self.config.key, context), self.vocab_size, self.green_size) for context in contexts]
-        green = torch.from_numpy(np.stack(masks)).to(logits.device)  # (B, V) bool
-        return logits + self.config.delta * green.to(logits.dtype)
+        biases = [_green_bias(context_seed(self.config.key, context), self.vocab_size, self.green_size, self.config.delta)
+                  for context in contexts]
+        bias = biases[0][None] if len(biases) == 1 else torch.stack(biases)  # (B, V)
+        return logits + bias.to(device=logits.device, dtype=logits.dtype)
 
 
 # -- detection ----------------------------------------------------------------------------------------------
