@@ -240,3 +240,24 @@ def test_bfloat16_gpt_gives_the_same_greedy_completion_as_float32(trained_gpt, t
     assert completion.token_ids == expected.token_ids
     assert completion.text == expected.text
     assert completion.logprobs == pytest.approx(expected.logprobs, abs=5e-3)
+
+
+def test_greedy_and_sampled_groups_in_one_batch_pick_as_they_would_alone(model, tokenizer, encode):
+    # The batch picks every row's token at once (argmax rows and inverse-CDF rows together); each group must
+    # still get exactly the tokens it gets decoding alone.
+    from aigc_studio.generation.sampler import DecodeBatch
+
+    requests = [
+        ([encode("the quick")], GREEDY),
+        ([encode("hello"), encode("cheap food near")], SamplingParams(temperature=1.0, top_k=20, max_tokens=30, n=2, seed=3)),
+        ([encode("连衣")], GREEDY.replace(repetition_penalty=1.3)),
+        ([encode("the lazy")], SamplingParams(temperature=0.8, top_p=0.9, max_tokens=25, seed=4)),
+    ]
+    batch = DecodeBatch(model, tokenizer)
+    groups = [batch.add(prompts, params) for prompts, params in requests]
+    while batch.groups:
+        batch.step()
+    for group, (prompts, params) in zip(groups, requests):
+        alone = generate(model, tokenizer, prompts, params)
+        assert [[c.token_ids for c in output.completions] for output in group.outputs()] == \
+            [[c.token_ids for c in output.completions] for output in alone]

@@ -144,16 +144,17 @@ class DecodeGroup:
         return [GenerationOutput(prompt, [c.to_completion(with_top) for c in self.candidates[i * n:(i + 1) * n]])
                 for i, prompt in enumerate(self.prompts)]
 
-    def pick(self, raw_logits: torch.Tensor) -> torch.Tensor:
-        """The next token (rows,) of every active candidate from its raw logits (rows, V), written to the buffer."""
-        column = self.prompt_length + self.steps
-        scores = apply_logits_processors(self.processors, raw_logits, self.token_buffer[:, :column])
-        if self.uniforms is None:
-            tokens = scores.argmax(dim=-1)
-        else:
-            tokens = sample_with_uniforms(scores, self.uniforms[:, self.steps])
-        self.token_buffer[:, column] = tokens
-        return tokens
+    def scores(self, raw_logits: torch.Tensor) -> torch.Tensor:
+        """The active candidates' raw logits (rows, V) through the group's processors."""
+        return apply_logits_processors(self.processors, raw_logits, self.token_buffer[:, :self.prompt_length + self.steps])
+
+    def step_uniforms(self) -> torch.Tensor | None:
+        """This step's uniform (rows,) of every active candidate; None when the group decodes greedily."""
+        return None if self.uniforms is None else self.uniforms[:, self.steps]
+
+    def record(self, tokens: torch.Tensor) -> None:
+        """Write the tokens (rows,) picked for this step into the buffer the processors read."""
+        self.token_buffer[:, self.prompt_length + self.steps] = tokens
 
     def select(self, rows: list[int]) -> None:
         """Keep only the active candidates at these positions (the others left the batch)."""
@@ -262,13 +263,19 @@ class DecodeBatch:
             For every group that was running, the candidates that got a token (finished ones have their
             ``finish_reason`` and final ``text`` set).
         """
-        # 1. pick the next token of every active candidate, each group with its own processors
+        # 1. pick the next token of every active candidate: each group's own processors on its rows, then one
+        # argmax or inverse-CDF draw for the whole batch (row by row the same as group by group, at one
+        # kernel launch instead of one per group)
         raw_logits = self.logits.float()
-        picks, start = [], 0
+        scores, start = [], 0
         for group in self.groups:
-            picks.append(group.pick(raw_logits[start:start + len(group.active)]))
+            scores.append(group.scores(raw_logits[start:start + len(group.active)]))
             start += len(group.active)
-        next_tokens = picks[0] if len(picks) == 1 else torch.cat(picks)
+        next_tokens = _pick(scores[0] if len(scores) == 1 else torch.cat(scores), self.groups)
+        start = 0
+        for group in self.groups:
+            group.record(next_tokens[start:start + len(group.active)])
+            start += len(group.active)
 
         # 2. one device-to-host copy per step: token ids (exact in float64), raw logprobs, top alternatives
         raw_logprobs = raw_logits.log_softmax(dim=-1)
@@ -333,6 +340,22 @@ class DecodeBatch:
         if self.logits is not None:
             self.logits = self.logits.index_select(0, index)
         return index
+
+
+def _pick(scores: torch.Tensor, groups: Sequence[DecodeGroup]) -> torch.Tensor:
+    """The next token (B,) of every row from its processed scores (B, V): argmax in greedy groups, the row's
+    own uniform through :func:`sample_with_uniforms` in the others."""
+    uniforms = [group.step_uniforms() for group in groups]
+    if all(u is None for u in uniforms):
+        return scores.argmax(dim=-1)
+    if all(u is not None for u in uniforms):
+        return sample_with_uniforms(scores, uniforms[0] if len(uniforms) == 1 else torch.cat(uniforms))
+    # Mixed: greedy rows draw at 0 too (cheaper than splitting the batch), then keep their argmax.
+    greedy = torch.cat([torch.full((len(group.active),), u is None, dtype=torch.bool, device=scores.device)
+                        for group, u in zip(groups, uniforms)])
+    row_uniforms = torch.cat([scores.new_zeros(len(group.active)) if u is None else u.to(scores.dtype)
+                              for group, u in zip(groups, uniforms)])
+    return torch.where(greedy, scores.argmax(dim=-1), sample_with_uniforms(scores, row_uniforms))
 
 
 def _update_finish(candidate: RunningCandidate, tokenizer: TextTokenizer, group: DecodeGroup, token_id: int) -> None:
