@@ -291,6 +291,30 @@ def _set_field(target: Any, name: str, value: Any, *, where: str) -> None:
     setattr(target, name, check_value_type(value, getattr(type(target)(), name), name=name, where=where))
 
 
+def checked_model_table(config_class: type, params: dict[str, Any], *, arch: str, derived: dict[str, str]) -> dict[str, Any]:
+    """The recipe's ``[model]`` values for ``config_class`` (a dataclass), each checked against its default's type.
+
+    Args:
+        config_class: the architecture's config dataclass.
+        params: the ``[model]`` table without ``arch``.
+        arch: the architecture's name, for the messages.
+        derived: fields the data set sets, never the recipe, and where each comes from (for the message).
+
+    Raises:
+        AigcError: a derived or unknown key, or a value of the wrong type.
+    """
+    defaults = config_class()
+    settable = [f.name for f in dataclasses.fields(config_class) if f.name not in derived]
+    checked = {}
+    for name, value in params.items():
+        if name in derived:
+            raise AigcError(f"[model] {name} is not set in the recipe's [model] table; it comes from {derived[name]}", param=name)
+        if name not in settable:
+            raise AigcError(f"[model] has unknown key {name!r} for arch {arch}; valid keys are: {', '.join(settable)}", param=name)
+        checked[name] = check_value_type(value, getattr(defaults, name), name=name, where=f"[model] ({arch})")
+    return checked
+
+
 def check_value_type(value: Any, default: Any, *, name: str, where: str) -> Any:
     """Return ``value`` if it has the type of ``default`` (an int is accepted, as a float, for a float).
 

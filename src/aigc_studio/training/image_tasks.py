@@ -18,7 +18,6 @@ What "validation loss" means (the Trainer keeps the weights with the lowest one)
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from aigc_studio.models.diffusion import DDIMScheduler, DiffusionConfig, UNet
 from aigc_studio.models.gan import GAN, GANConfig
 from aigc_studio.models.model_dir import ModelCard, save_image_model
 from aigc_studio.models.vae import VAE, VAEConfig
-from aigc_studio.training.config import OptimiserConfig, TrainConfig, check_value_type
+from aigc_studio.training.config import OptimiserConfig, TrainConfig, checked_model_table
 from aigc_studio.training.distributed import skip_gradient_sync
 from aigc_studio.training.tasks import RunReport, StepContext, TrainingTask, move_to_device
 
@@ -67,15 +66,7 @@ def build_image_model_config(arch: str, params: dict[str, Any], info: dict[str, 
     if arch not in IMAGE_MODELS:
         raise AigcError(f"unknown image arch {arch!r}; choose one of: {', '.join(IMAGE_MODELS)}", param="arch")
     config_class = IMAGE_MODELS[arch][1]
-    defaults = config_class()
-    settable = [f.name for f in dataclasses.fields(config_class) if f.name not in _DERIVED_FIELDS]
-    checked = {}
-    for name, value in params.items():
-        if name in _DERIVED_FIELDS:
-            raise AigcError(f"[model] {name} is not set in the recipe; it comes from {_DERIVED_FIELDS[name]}", param=name)
-        if name not in settable:
-            raise AigcError(f"[model] has unknown key {name!r} for arch {arch}; valid keys are: {', '.join(settable)}", param=name)
-        checked[name] = check_value_type(value, getattr(defaults, name), name=name, where=f"[model] ({arch})")
+    checked = checked_model_table(config_class, params, arch=arch, derived=_DERIVED_FIELDS)
     return config_class(**checked, image_size=int(info["image_size"]), channels=int(info["channels"]),
                         class_names=list(info["class_names"]))
 

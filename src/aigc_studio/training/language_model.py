@@ -8,7 +8,6 @@ card that states the data (and its sha256), the command, the recipe, the paramet
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from aigc_studio.errors import AigcError
 from aigc_studio.models.gpt import GPT, GPTConfig
 from aigc_studio.models.lstm import LSTMConfig, LSTMLanguageModel
 from aigc_studio.models.model_dir import GenerationConfig, ModelCard, save_pretrained
-from aigc_studio.training.config import TrainConfig, check_value_type
+from aigc_studio.training.config import TrainConfig, checked_model_table
 from aigc_studio.training.tasks import RunReport, TrainingTask
 
 # --arch name -> (model class, its config class)
@@ -52,15 +51,7 @@ def build_model_config(arch: str, params: dict[str, Any], *, vocab_size: int, bl
     if arch not in LANGUAGE_MODELS:
         raise AigcError(f"unknown arch {arch!r}; choose one of: {', '.join(LANGUAGE_MODELS)}", param="arch")
     config_class = LANGUAGE_MODELS[arch][1]
-    defaults = config_class()
-    settable = [f.name for f in dataclasses.fields(config_class) if f.name not in _DERIVED_FIELDS]
-    checked = {}
-    for name, value in params.items():
-        if name in _DERIVED_FIELDS:
-            raise AigcError(f"[model] {name} is not set in the recipe's [model] table; it comes from {_DERIVED_FIELDS[name]}", param=name)
-        if name not in settable:
-            raise AigcError(f"[model] has unknown key {name!r} for arch {arch}; valid keys are: {', '.join(settable)}", param=name)
-        checked[name] = check_value_type(value, getattr(defaults, name), name=name, where=f"[model] ({arch})")
+    checked = checked_model_table(config_class, params, arch=arch, derived=_DERIVED_FIELDS)
     return config_class(**checked, vocab_size=vocab_size, block_size=block_size)
 
 
