@@ -181,6 +181,27 @@ def test_the_kb_router_is_retrained_only_when_faq_entries_change(assistant: Assi
     assert "getting_virtual_card" in router.labels and len(router.labels) == 8
 
 
+
+def test_changes_made_by_another_process_reach_the_next_reply(assistant: Assistant, support_home: Path) -> None:
+    # The CLI beside a running server: its own KnowledgeBase on the same database and index folder.
+    from aigc_studio.support.kb import KnowledgeBase
+
+    settings = assistant_settings(support_home)
+    before = assistant.reply("other-process", "C1001", "Can I get a virtual card?")
+    assert before.intent != "getting_virtual_card"
+    database = Database(settings.database_url)
+    faq = support_home / "virtual.csv"
+    faq.write_text("question,answer,intent\nCan I get a virtual card?,Yes: order one under Card > New virtual card.,"
+                   "getting_virtual_card\n", encoding="utf-8")
+    KnowledgeBase(database, index_dir=settings.support.index_dir).add_files([faq])
+    database.close()
+    after = assistant.reply("other-process-2", "C1001", "Can I get a virtual card?")
+    assert after.intent == "getting_virtual_card" and "New virtual card" in after.text
+    assert "getting_virtual_card" in assistant.router.labels
+    assert any(hit.entry.intent == "getting_virtual_card" for hit in assistant.kb.search("virtual card", k=3))
+    assert assistant.refresh() == len(assistant.router.labels)  # nothing new: the router stays as it is
+
+
 # -- a reply model behind an OpenAI-compatible server ----------------------------------------------------------
 
 

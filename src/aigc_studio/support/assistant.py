@@ -344,16 +344,21 @@ class Assistant:
         governance: moderation, PII and the audit log (:class:`~aigc_studio.content.governance.Governance`).
         settings: the ``[support]`` settings (thresholds, tone, message size).
         backend: a model that writes replies from the retrieved passages; None composes them from templates.
+        router_follows_kb: the router is the one trained on the knowledge base's FAQ (in ``settings.index_dir``):
+            :meth:`refresh` trains it again when those entries change.
     """
 
     def __init__(self, db: Database, kb: KnowledgeBase, router: IntentRouter, governance: Any,
-                 settings: SupportSettings | None = None, backend: Backend | None = None) -> None:
+                 settings: SupportSettings | None = None, backend: Backend | None = None, *,
+                 router_follows_kb: bool = False) -> None:
         self.db = db
         self.kb = kb
         self.router = router
         self.governance = governance
         self.settings = settings or SupportSettings()
         self.backend = backend
+        self.router_follows_kb = router_follows_kb
+        self._kb_revision = kb.revision()
         # Routing and search share lazily built state (the BM25 matrix, the embedder), and knowledge-base updates
         # replace it: one at a time (the API's knowledge-base routes take this lock too).
         self.lock = threading.RLock()
@@ -377,7 +382,27 @@ class Assistant:
             from aigc_studio.backends.registry import load_backend
 
             backend = load_backend(support.reply_model, settings)
-        return cls(db, kb, router, governance or Governance(settings, db), support, backend)
+        return cls(db, kb, router, governance or Governance(settings, db), support, backend,
+                   router_follows_kb=support.router_dir is None)
+
+    def refresh(self) -> int | None:
+        """Follow the knowledge base as the database holds it now, whoever changed it (the API, the CLI beside a
+        running server, another worker): the search index re-embeds what changed, and a router trained on the
+        knowledge base is trained again when its FAQ entries changed. One query when nothing did.
+
+        Returns:
+            The router's number of intents when it follows the knowledge base (None otherwise, or while the
+            knowledge base has fewer than two intents: the router trained before stays).
+        """
+        with self.lock:
+            revision = self.kb.revision()
+            if revision != self._kb_revision:
+                self.kb.sync_index()
+                if self.router_follows_kb and len({e.intent for e in self.kb.list_entries() if e.intent}) >= 2:
+                    self.router = ensure_kb_router(self.kb, kb_router_dir(self.settings.index_dir),
+                                                   embedder=self.settings.embedder)
+                self._kb_revision = revision
+            return len(self.router.labels) if self.router_follows_kb else None
 
     # -------------------------------------------------------------------------------------------- replies
 
@@ -397,6 +422,7 @@ class Assistant:
         """
         started = time.perf_counter()
         message = self._check_message(message)
+        self.refresh()
         if tone is not None and tone not in TONES:
             raise AigcError(f"unknown tone {tone!r}; use friendly or formal", param="tone")
         profile = get_profile(self.db, customer_id)

@@ -107,6 +107,7 @@ class KnowledgeBase:
         self._embedder = embedder
         self.chunking = chunking or ChunkingConfig()
         self._index: HybridIndex | None = None
+        self._index_revision: int | None = None  # the revision() the open index was last brought in line with
 
     @property
     def embedder(self) -> Embedder:
@@ -116,11 +117,18 @@ class KnowledgeBase:
 
     @property
     def index(self) -> HybridIndex:
-        """The search index, opened on first use and brought in line with the database."""
-        if self._index is None:
-            self._index = HybridIndex.open(self.index_dir, self.embedder)
+        """The search index, opened on first use and brought in line with the database whenever the knowledge
+        base changed since (in this process or another: the CLI beside a running server)."""
+        if self._index is None or self.revision() != self._index_revision:
             self.sync_index()
+        assert self._index is not None
         return self._index
+
+    def revision(self) -> int:
+        """A number that grows with every change to the entries (added, updated, removed), whoever made it:
+        the newest row of the ``kb_entry_versions`` history (0 for an empty history). One indexed query."""
+        with self.db.session() as session:
+            return session.scalar(select(func.max(KbEntryVersion.id))) or 0
 
     # -------------------------------------------------------------------------------------------- ingest
 
@@ -274,6 +282,7 @@ class KnowledgeBase:
         """Make the index hold exactly the database's entries; returns how many entries were (re-)embedded."""
         index = self._index if self._index is not None else HybridIndex.open(self.index_dir, self.embedder)
         self._index = index
+        revision = self.revision()  # read first: a change made while this runs is caught by the next search
         with self.db.session() as session:
             rows = session.execute(select(KbEntry.id, KbEntry.title, KbEntry.text, KbEntry.content_hash)).all()
         wanted = {row.id for row in rows}
@@ -283,6 +292,7 @@ class KnowledgeBase:
         )
         if removed or embedded or not (self.index_dir / "index.json").exists():
             index.save()
+        self._index_revision = revision
         return embedded
 
     def _sync_if_open(self) -> None:

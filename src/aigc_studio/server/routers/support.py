@@ -1,8 +1,9 @@
 """Customer-service routes: chat with the assistant, its knowledge base, and the agent queue (docs/support.md).
 
 The assistant is built on the first request that needs it (loading the embedder and the router takes
-seconds, and a server that never sees a support request should not pay for it); the knowledge-base routes
-retrain the router trained on the knowledge base when they change its FAQ entries.
+seconds, and a server that never sees a support request should not pay for it). It follows the knowledge base
+as the database holds it (:meth:`~aigc_studio.support.assistant.Assistant.refresh`): after the knowledge-base
+routes change it, and before every reply, so files added with the CLI beside a running server count at once.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from aigc_studio.server import support_protocol as sp
 from aigc_studio.server.errors import ApiError
 from aigc_studio.server.state import EngineBackend, ServerState
 from aigc_studio.server.streaming import DONE, SSE_HEADERS, sse
-from aigc_studio.support.assistant import Assistant, Reply, ensure_kb_router, get_ticket, kb_router_dir, list_tickets
+from aigc_studio.support.assistant import Assistant, Reply, get_ticket, list_tickets
 
 router = APIRouter(prefix="/v1/support", tags=["support"], responses=p.ERROR_RESPONSES)
 _BUILD_LOCK = threading.Lock()
@@ -115,17 +116,6 @@ def kb_list(request: Request, source: str | None = Query(None, description="Only
     return sp.KbEntryList(data=[{k: v for k, v in e.to_dict().items() if k != "content_hash"} for e in entries])
 
 
-def _retrain(request: Request, assistant: Assistant) -> int | None:
-    settings = _state(request).settings.support
-    if settings.router_dir is not None:
-        return None
-    intents = {entry.intent for entry in assistant.kb.list_entries() if entry.intent}
-    if len(intents) < 2:
-        return None
-    assistant.router = ensure_kb_router(assistant.kb, kb_router_dir(settings.index_dir), embedder=settings.embedder)
-    return len(assistant.router.labels)
-
-
 @router.post("/kb", response_model=sp.KbUploadResponse)
 def kb_upload(body: sp.KbUploadRequest, request: Request):
     """Add or update one knowledge file: FAQ rows (``source`` ending in .jsonl) or a document's ``text``."""
@@ -146,7 +136,7 @@ def kb_upload(body: sp.KbUploadRequest, request: Request):
             path.write_text(body.text, encoding="utf-8")
         with assistant.lock:
             [report] = assistant.kb.add_files([path])
-            intents = _retrain(request, assistant)
+            intents = assistant.refresh()
     return sp.KbUploadResponse(source=report.source, added=report.added, updated=report.updated,
                                unchanged=report.unchanged, removed=report.removed, pii_redacted=report.pii_redacted,
                                router_intents=intents)
@@ -161,7 +151,7 @@ def kb_remove(entry_id: str, request: Request):
                        code="not_found", param="entry_id")
     with assistant.lock:
         removed = assistant.kb.remove(entry_id)
-        _retrain(request, assistant)
+        assistant.refresh()
     return sp.KbRemoveResponse(removed=removed)
 
 
