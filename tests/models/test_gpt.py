@@ -282,3 +282,17 @@ def test_linear_equals_f_linear_for_few_and_many_rows(rows):
     out = linear(x, weight)
     assert out.shape == (2, rows, 80) and out.is_contiguous()
     torch.testing.assert_close(out, F.linear(x, weight), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["all-keys", "padding-mask"])
+def test_batched_one_query_attention_equals_the_fused_kernel(masked: bool):
+    from aigc_studio.models.gpt import attention
+
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(shape, generator=generator) for shape in ((5, 4, 1, 16), (5, 4, 30, 16), (5, 4, 30, 16)))
+    mask = None
+    if masked:  # every row keeps its own (last) slot, as KV-cache masks do
+        mask = torch.rand(5, 1, 1, 30, generator=generator) > 0.4
+        mask[..., -1] = True
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(attention(q, k, v, attn_mask=mask), expected, rtol=1e-5, atol=1e-6)
