@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -101,16 +102,9 @@ def kb_list(
 ) -> None:
     """List the entries (id, file, version, title)."""
     entries = _knowledge_base(database_url, index_dir, None).list_entries(source)
-    if as_json:
-        for entry in entries:
-            typer.echo(json.dumps(entry.to_dict(), ensure_ascii=False))
-        return
-    table = Table(title=f"{len(entries)} entries")
-    for column in ("id", "file", "v", "intent", "title"):
-        table.add_column(column)
-    for entry in entries:
-        table.add_row(entry.id, Text(entry.source), str(entry.version), entry.intent or "", Text(_short(entry.title or entry.text)))
-    console.print(table)
+    _print_records(entries, as_json=as_json, title=f"{len(entries)} entries", columns=("id", "file", "v", "intent", "title"),
+                   cells=lambda entry: (entry.id, Text(entry.source), str(entry.version), entry.intent or "",
+                                        Text(_short(entry.title or entry.text))))
 
 
 @kb_app.command("remove")
@@ -245,16 +239,10 @@ def customers_list(
     from aigc_studio.support.customers import list_customers
 
     profiles = list_customers(_database(database_url))
-    if as_json:
-        for profile in profiles:
-            typer.echo(json.dumps(profile.to_dict(), ensure_ascii=False))
-        return
-    table = Table(title=f"{len(profiles)} customers")
-    for column in ("id", "name", "plan", "orders", "tickets"):
-        table.add_column(column)
-    for profile in profiles:
-        table.add_row(profile.id, Text(profile.name), Text(profile.plan), str(len(profile.orders)), str(len(profile.tickets)))
-    console.print(table)
+    _print_records(profiles, as_json=as_json, title=f"{len(profiles)} customers",
+                   columns=("id", "name", "plan", "orders", "tickets"),
+                   cells=lambda profile: (profile.id, Text(profile.name), Text(profile.plan), str(len(profile.orders)),
+                                          str(len(profile.tickets))))
 
 
 def _assistant(database_url: str | None, index_dir: Path | None, embedder: str | None):  # noqa: ANN202
@@ -326,21 +314,29 @@ def tickets(
     from aigc_studio.support.assistant import list_tickets
 
     queue = list_tickets(_database(database_url), status=status)
-    if as_json:
-        for ticket in queue:
-            typer.echo(json.dumps(ticket.to_dict(), ensure_ascii=False))
-        return
-    table = Table(title=f"{len(queue)} ticket{'' if len(queue) == 1 else 's'}")
-    for column in ("id", "status", "customer", "category", "subject", "summary"):
-        table.add_column(column)
-    for ticket in queue:
-        table.add_row(ticket.id, ticket.status, Text(ticket.customer_name), ticket.category, Text(_short(ticket.subject, 40)),
-                      Text(_short(ticket.summary, 60)))
-    console.print(table)
+    _print_records(queue, as_json=as_json, title=f"{len(queue)} ticket{'' if len(queue) == 1 else 's'}",
+                   columns=("id", "status", "customer", "category", "subject", "summary"),
+                   cells=lambda ticket: (ticket.id, ticket.status, Text(ticket.customer_name), ticket.category,
+                                         Text(_short(ticket.subject, 40)), Text(_short(ticket.summary, 60))))
 
 
 app.command("chat")(chat)
 app.command("tickets")(tickets)
+
+
+def _print_records(records: Sequence[Any], *, as_json: bool, title: str, columns: Sequence[str],
+                   cells: Callable[[Any], Sequence[str | Text]]) -> None:
+    """``records`` as JSON Lines of their ``to_dict()``, or as a table of ``cells(record)`` under ``columns``."""
+    if as_json:
+        for record in records:
+            typer.echo(json.dumps(record.to_dict(), ensure_ascii=False))
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for record in records:
+        table.add_row(*cells(record))
+    console.print(table)
 
 
 def _short(text: str, width: int = 80) -> str:

@@ -486,6 +486,15 @@ class LibraryItem(BaseModel):
     updated_at: str
     content_id: str | None = None
 
+    @classmethod
+    def from_info(cls, info: Any) -> LibraryItem:
+        """The answer for a stored item (:class:`~aigc_studio.store.library.ContentItemInfo`); an item without
+        a language (a sketch, a jingle) reads as ``"en"``."""
+        data = info.to_dict()
+        return cls(id=data["id"], task=data["task"], title=data["title"], text=data["text"], tags=data["tags"],
+                   language=data["language"] or "en", created_at=data["created_at"], updated_at=data["updated_at"],
+                   content_id=(data["request"] or {}).get("content_id"))
+
 
 class LibraryList(BaseModel):
     data: list[LibraryItem]

@@ -248,10 +248,7 @@ def save_audio(body: AudioSaveRequest, request: Request) -> p.LibraryItem:
                           text=f"{description}\n{record.get('tokens') or ''}".strip(),
                           request={"kind": kind, "format": fmt, "audio_b64": base64.b64encode(data).decode(),
                                    "provenance": record}, tags=body.tags)
-    info = ContentLibrary(state.database).save(item)
-    return p.LibraryItem(id=info.id, task=info.task, title=info.title, text=info.text, tags=info.tags,
-                         language=info.language or "en", created_at=info.created_at.isoformat(),
-                         updated_at=info.updated_at.isoformat())
+    return p.LibraryItem.from_info(ContentLibrary(state.database).save(item))
 
 
 @router.get("/audio/library/{item_id}", response_class=Response, responses={200: {"content": {m: {} for m in MEDIA_TYPES.values()}}})

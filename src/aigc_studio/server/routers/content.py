@@ -40,13 +40,6 @@ def _library(request: Request) -> ContentLibrary:
     return ContentLibrary(_state(request).database)
 
 
-def _item(info) -> p.LibraryItem:
-    data = info.to_dict()
-    return p.LibraryItem(id=data["id"], task=data["task"], title=data["title"], text=data["text"], tags=data["tags"],
-                         language=data["language"] or "en", created_at=data["created_at"], updated_at=data["updated_at"],
-                         content_id=(data["request"] or {}).get("content_id"))
-
-
 @router.get("/tasks", response_model=p.TaskList)
 def list_tasks() -> p.TaskList:
     """The content tasks, their languages, default lengths and models, and the request fields they use."""
@@ -100,7 +93,7 @@ def save_item(body: p.LibraryItemCreate, request: Request) -> p.LibraryItem:
             extra["scores"] = {"score": best["score"], "scores": best["scores"]} if best else None
             extra["audit_record_id"] = (source.get("provenance") or {}).get("record_id")
     item = NewContentItem(task=body.task, title=body.title, text=body.text, tags=body.tags, language=body.language, **extra)
-    return _item(_library(request).save(item))
+    return p.LibraryItem.from_info(_library(request).save(item))
 
 
 @router.get("/library", response_model=p.LibraryList)
@@ -109,7 +102,7 @@ def search_library(request: Request, q: str | None = None, tag: str | None = Non
     """Items whose title or text contains every term of ``q``, newest change first, with the total for paging."""
     library = _library(request)
     items = library.search(q, tag=tag, task=task, limit=limit, offset=offset)
-    return p.LibraryList(data=[_item(info) for info in items], total=library.count(q, tag=tag, task=task))
+    return p.LibraryList(data=[p.LibraryItem.from_info(info) for info in items], total=library.count(q, tag=tag, task=task))
 
 
 @router.get("/library/export", response_class=Response, responses={200: {"content": {"text/csv": {}, "text/markdown": {}}}})
@@ -129,13 +122,13 @@ def export_library(request: Request, format: Literal["csv", "json", "markdown"] 
 @router.get("/library/{item_id}", response_model=p.LibraryItem)
 def get_item(item_id: str, request: Request) -> p.LibraryItem:
     """One library item."""
-    return _item(_library(request).get(item_id))
+    return p.LibraryItem.from_info(_library(request).get(item_id))
 
 
 @router.patch("/library/{item_id}", response_model=p.LibraryItem)
 def update_item(item_id: str, body: p.LibraryItemUpdate, request: Request) -> p.LibraryItem:
     """Change an item's title, text or tags."""
-    return _item(_library(request).update(item_id, text=body.text, title=body.title, tags=body.tags))
+    return p.LibraryItem.from_info(_library(request).update(item_id, text=body.text, title=body.title, tags=body.tags))
 
 
 @router.delete("/library/{item_id}", status_code=204, response_class=Response)

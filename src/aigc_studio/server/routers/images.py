@@ -172,11 +172,7 @@ def save_sketch(body: p.SketchSaveRequest, request: Request) -> p.LibraryItem:
         request={"kind": "image", "png_b64": body.b64_json, "provenance": record.model_dump(mode="json")},
         tags=body.tags, audit_record_id=matches[-1].id if matches else None,
     )
-    info = ContentLibrary(state.database).save(item)
-    # the shape GET /v1/library/{id} answers with (a sketch has no language: "en" as for any item without one)
-    return p.LibraryItem(id=info.id, task=info.task, title=info.title, text=info.text, tags=info.tags,
-                         language=info.language or "en", created_at=info.created_at.isoformat(),
-                         updated_at=info.updated_at.isoformat())
+    return p.LibraryItem.from_info(ContentLibrary(state.database).save(item))
 
 
 @router.get("/images/library/{item_id}.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
