@@ -7,6 +7,7 @@ alone or all together (``make bench``).
 
 from __future__ import annotations
 
+import csv
 import os
 import platform
 import re
@@ -92,3 +93,22 @@ def measured_matmul_peak_flops(size: int = 1024, repeats: int = 20) -> float:
         torch.mm(a, b)
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
+
+
+# E2E-style attribute strings for load runs when ../shared/data/e2e is not there.
+FALLBACK_PROMPTS = [
+    "name[The Eagle], eatType[pub], food[French], area[riverside]",
+    "name[Alimentum], food[Chinese], priceRange[cheap], area[city centre]",
+    "name[The Mill], eatType[coffee shop], familyFriendly[yes], near[The Sorrento]",
+    "name[Blue Spice], food[Italian], customer rating[5 out of 5], area[riverside]",
+]
+
+
+def e2e_dev_prompts() -> list[str]:
+    """The distinct attribute strings (``mr``) of the E2E dev set, in order; four fixed ones without the data."""
+    devset = SHARED_DATA / "e2e" / "devset.csv"
+    if not devset.is_file():
+        return FALLBACK_PROMPTS
+    with devset.open(encoding="utf-8") as handle:
+        prompts = list(dict.fromkeys(row["mr"] for row in csv.DictReader(handle)))
+    return prompts or FALLBACK_PROMPTS

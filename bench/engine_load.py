@@ -4,8 +4,8 @@
 
 `bench/serve_load.py` measures the whole server; this script takes the HTTP layer away, so the two together
 say which side limits throughput. Clients are threads that submit a request, read its events as a stream
-would, and submit the next; every request asks for exactly ``--max-tokens`` tokens (temperature 1, a seed
-each), with the server's watermark. The ceiling is the bare model step (``GPT.step`` on one token per row,
+would, and submit the next; every request asks for exactly ``--max-tokens`` tokens for E2E dev-set attributes
+(the prompts `serve_load.py` sends; temperature 1, a seed each), with the server's watermark. The ceiling is the bare model step (``GPT.step`` on one token per row,
 KV cache, greedy) at batch 1 and 16. Levels run in interleaved rounds; each figure is the median over them.
 """
 
@@ -25,17 +25,12 @@ from aigc_studio.generation.engine import Engine
 from aigc_studio.generation.sampling_params import SamplingParams
 from aigc_studio.safety.watermark import WatermarkConfig
 from aigc_studio.settings import WatermarkSettings
-from common import markdown_table, write_section
-
-PROMPTS = [
-    "name[The Eagle], eatType[pub], food[French], area[riverside]",
-    "name[Alimentum], food[Chinese], priceRange[cheap], area[city centre]",
-    "name[The Mill], eatType[coffee shop], familyFriendly[yes], near[The Sorrento]",
-    "name[Blue Spice], food[Italian], customer rating[5 out of 5], area[riverside]",
-]
+from common import e2e_dev_prompts, markdown_table, write_section
 
 
-def engine_tokens_per_second(engine: Engine, clients: int, requests: int, max_tokens: int, watermark: WatermarkConfig) -> float:
+
+def engine_tokens_per_second(engine: Engine, prompts: list[str], clients: int, requests: int, max_tokens: int,
+                             watermark: WatermarkConfig) -> float:
     """Completion tokens per second of wall time for ``requests`` streamed requests, ``clients`` at a time."""
     counts: list[int] = []
     lock = threading.Lock()
@@ -44,7 +39,7 @@ def engine_tokens_per_second(engine: Engine, clients: int, requests: int, max_to
         for number in range(index, requests, clients):
             params = SamplingParams(temperature=1.0, max_tokens=max_tokens, min_tokens=max_tokens, seed=number,
                                     watermark=watermark)
-            handle = engine.submit(PROMPTS[number % len(PROMPTS)], params)
+            handle = engine.submit(prompts[number % len(prompts)], params)
             for _ in handle.events():
                 pass
             tokens = handle.result().completion_tokens
@@ -85,6 +80,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     backend = load_backend(args.model)
+    prompts = e2e_dev_prompts()
     with tempfile.TemporaryDirectory() as directory:
         watermark = WatermarkConfig.from_settings(WatermarkSettings(key_file=Path(directory) / "watermark.key"), create=True)
     engine = Engine(backend, max_batch_size=16)
@@ -92,9 +88,9 @@ def main() -> None:
     levels = (1, 16)
     rounds: list[dict[int, float]] = []
     try:
-        engine_tokens_per_second(engine, 4, 8, args.max_tokens, watermark)  # warm-up
+        engine_tokens_per_second(engine, prompts, 4, 8, args.max_tokens, watermark)  # warm-up
         for round_index in range(args.rounds):
-            rounds.append({clients: engine_tokens_per_second(engine, clients, args.requests, args.max_tokens, watermark)
+            rounds.append({clients: engine_tokens_per_second(engine, prompts, clients, args.requests, args.max_tokens, watermark)
                            for clients in levels})
             print(f"round {round_index + 1}: " + ", ".join(f"{c} clients {rounds[-1][c]:.0f} tokens/s" for c in levels),
                   flush=True)
@@ -110,9 +106,9 @@ def main() -> None:
         "## Serving engine without HTTP (`bench/engine_load.py`)",
         "",
         f"`Engine` over `{args.model}` ({args.threads} torch thread(s), batch up to 16), clients as threads, "
-        f"{args.requests} requests per level of exactly {args.max_tokens} tokens (temperature 1, watermark on), "
-        f"events read as a stream would; {args.rounds} interleaved rounds, each figure the median over them. The ceiling is the "
-        "bare model step at that batch size (one token per row, KV cache).",
+        f"{args.requests} requests per level of exactly {args.max_tokens} tokens (E2E dev-set attributes, temperature 1, "
+        f"watermark on), events read as a stream would; {args.rounds} interleaved rounds, each figure the median over "
+        "them. The ceiling is the bare model step at that batch size (one token per row, KV cache).",
         "",
         markdown_table(["clients", "tokens/s", "ceiling tokens/s (bare step)", "bare step ms", "of ceiling"], rows),
         "",

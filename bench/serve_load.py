@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import math
 import os
@@ -33,14 +32,8 @@ import httpx
 import psutil
 
 from aigc_studio.server.launcher import start_server
-from common import SHARED_DATA, markdown_table, write_section
+from common import e2e_dev_prompts, markdown_table, write_section
 
-FALLBACK_PROMPTS = [
-    "name[The Eagle], eatType[pub], food[French], area[riverside]",
-    "name[Alimentum], food[Chinese], priceRange[cheap], area[city centre]",
-    "name[The Mill], eatType[coffee shop], familyFriendly[yes], near[The Sorrento]",
-    "name[Blue Spice], food[Italian], customer rating[5 out of 5], area[riverside]",
-]
 RSS_SAMPLE_S = 0.5
 
 
@@ -76,15 +69,6 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
-
-
-def load_prompts() -> list[str]:
-    devset = SHARED_DATA / "e2e" / "devset.csv"
-    if not devset.is_file():
-        return FALLBACK_PROMPTS
-    with devset.open(encoding="utf-8") as handle:
-        prompts = list(dict.fromkeys(row["mr"] for row in csv.DictReader(handle)))
-    return prompts or FALLBACK_PROMPTS
 
 
 async def one_request(client: httpx.AsyncClient, url: str, body: dict) -> Outcome:
@@ -195,7 +179,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="Print only; leave docs/benchmarks.md alone.")
     args = parser.parse_args()
 
-    prompts = load_prompts()
+    prompts = e2e_dev_prompts()
     workdir = tempfile.TemporaryDirectory(prefix="aigc-serve-load-")
     server = None
     if args.url:
