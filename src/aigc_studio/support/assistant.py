@@ -359,6 +359,8 @@ class Assistant:
         self.backend = backend
         self.router_follows_kb = router_follows_kb
         self._kb_revision = kb.revision()
+        # The intents of the knowledge-base router while the knowledge base has two or more (what refresh reports).
+        self._kb_intents = len(router.labels) if router_follows_kb else None
         # Routing and search share lazily built state (the BM25 matrix, the embedder), and knowledge-base updates
         # replace it: one at a time (the API's knowledge-base routes take this lock too).
         self.lock = threading.RLock()
@@ -387,8 +389,9 @@ class Assistant:
 
     def refresh(self) -> int | None:
         """Follow the knowledge base as the database holds it now, whoever changed it (the API, the CLI beside a
-        running server, another worker): the search index re-embeds what changed, and a router trained on the
-        knowledge base is trained again when its FAQ entries changed. One query when nothing did.
+        running server, another worker): a router trained on the knowledge base is trained again when its FAQ
+        entries changed (the search index follows by itself: :attr:`~aigc_studio.support.kb.KnowledgeBase.index`). One query when
+        nothing changed.
 
         Returns:
             The router's number of intents when it follows the knowledge base (None otherwise, or while the
@@ -396,13 +399,15 @@ class Assistant:
         """
         with self.lock:
             revision = self.kb.revision()
-            if revision != self._kb_revision:
-                self.kb.sync_index()
-                if self.router_follows_kb and len({e.intent for e in self.kb.list_entries() if e.intent}) >= 2:
+            if revision != self._kb_revision and self.router_follows_kb:
+                intents = {entry.intent for entry in self.kb.list_entries() if entry.intent}
+                self._kb_intents = None
+                if len(intents) >= 2:
                     self.router = ensure_kb_router(self.kb, kb_router_dir(self.settings.index_dir),
                                                    embedder=self.settings.embedder)
-                self._kb_revision = revision
-            return len(self.router.labels) if self.router_follows_kb else None
+                    self._kb_intents = len(self.router.labels)
+            self._kb_revision = revision
+            return self._kb_intents
 
     # -------------------------------------------------------------------------------------------- replies
 
