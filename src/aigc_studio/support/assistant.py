@@ -390,8 +390,8 @@ class Assistant:
     def refresh(self) -> int | None:
         """Follow the knowledge base as the database holds it now, whoever changed it (the API, the CLI beside a
         running server, another worker): a router trained on the knowledge base is trained again when its FAQ
-        entries changed (the search index follows by itself: :attr:`~aigc_studio.support.kb.KnowledgeBase.index`). One query when
-        nothing changed.
+        entries changed. The search index follows by itself
+        (:attr:`~aigc_studio.support.kb.KnowledgeBase.index`). One query when nothing changed.
 
         Returns:
             The router's number of intents when it follows the knowledge base (None otherwise, or while the
