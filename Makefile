@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## demo: prepare E2E data, train a small ad-copy model for a couple of minutes, generate from it, serve the studio
+## demo: ad copy, train a small ad-copy model for a couple of minutes, a support chat, sketches, then serve the studio
 demo: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 
