@@ -49,6 +49,21 @@ def test_prefill_then_decode_steps_match_forward_on_full_sequence(model):
     torch.testing.assert_close(torch.cat(step_logits, dim=1), full_logits, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("padded", [False, True])
+def test_last_only_prefill_returns_the_last_logits_and_the_same_state(model, padded):
+    ids = random_ids(2, 6)
+    mask = torch.ones_like(ids)
+    if padded:
+        mask[0, :2] = 0
+    full_state, last_state = model.init_state(batch_size=2, max_length=8), model.init_state(batch_size=2, max_length=8)
+    full = model.step(ids, full_state, attention_mask=mask)
+    last = model.step(ids, last_state, attention_mask=mask, last_only=True)
+    assert last.shape == (2, 1, VOCAB_SIZE)
+    torch.testing.assert_close(last, full[:, -1:], atol=1e-6, rtol=0)
+    next_ids = random_ids(2, 1, seed=9)
+    torch.testing.assert_close(model.step(next_ids, last_state), model.step(next_ids, full_state), atol=1e-6, rtol=0)
+
+
 def test_left_padded_row_gives_same_logits_as_row_alone(model):
     short, long = random_ids(1, 4, seed=3), random_ids(1, 7, seed=4)
     continuation = random_ids(2, 3, seed=5)

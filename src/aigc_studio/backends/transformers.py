@@ -115,8 +115,9 @@ class HFDecoder(nn.Module):
         """An empty state; ``max_length`` is not needed because transformers' cache grows on demand."""
         return HFState(batch_size, device if device is not None else next(self.parameters()).device)
 
-    def step(self, input_ids: torch.Tensor, state: HFState, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Feed (B, T) new tokens; returns the logits of the *last* position only, (B, 1, V).
+    def step(self, input_ids: torch.Tensor, state: HFState, attention_mask: torch.Tensor | None = None, *,
+             last_only: bool = True) -> torch.Tensor:
+        """Feed (B, T) new tokens; returns the logits of the *last* position only, (B, 1, V), whatever ``last_only``.
 
         Only the last position is computed: a 150k vocabulary times a long prompt would not fit, and the
         decoders read ``[:, -1]`` alone.

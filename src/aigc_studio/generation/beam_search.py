@@ -128,7 +128,7 @@ def beam_search(
     with eval_mode(model):
         # 1. one prefill, copied to every beam; beams 1.. start at -inf so step 0 only extends beam 0
         state = model.init_state(1, prompt_length + budget - 1, device=device)
-        logits = model.step(torch.tensor([list(prompt_ids)], device=device), state)[:, -1]  # (1, V)
+        logits = model.step(torch.tensor([list(prompt_ids)], device=device), state, last_only=True)[:, -1]  # (1, V)
         state.reorder(torch.zeros(num_beams, dtype=torch.long, device=device))
         logits = logits.expand(num_beams, -1)
         # Prompt and new tokens of every beam, preallocated; processors see a view of the filled part.

@@ -233,7 +233,7 @@ class DecodeBatch:
         if context is not None:
             capacity = min(capacity, context)
         state = self.model.init_state(len(prompts), capacity, device=self.device)
-        logits = self.model.step(input_ids, state, attention_mask)[:, -1]  # (P, V)
+        logits = self.model.step(input_ids, state, attention_mask, last_only=True)[:, -1]  # (P, V)
         if params.n > 1:
             expand = torch.arange(len(prompts), device=self.device).repeat_interleave(params.n)
             state.reorder(expand)

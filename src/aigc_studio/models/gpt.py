@@ -281,16 +281,22 @@ class KVCache:
     ``key_mask`` (B, max_length) marks the slots that hold real tokens and ``positions`` (B,) holds each
     row's next position, so every row counts its own real tokens.
 
-    Between steps rows can leave (:meth:`reorder`) and join (:meth:`extend`, right-aligned with left padding);
-    :meth:`compact` drops the padding that departed rows leave at the front, so a continuous batch holds no
-    more slots than its longest running row.
+    Between steps rows can leave (:meth:`reorder`) and join (:meth:`extend`, right-aligned with left padding).
+    Continuous batching does both all the time, so neither copies the whole cache: the buffers keep room for
+    more rows than the batch holds, rows that leave are closed up in place (only the rows after them move),
+    and a newcomer is written into the free rows. Leading slots that departed rows leave as padding are
+    dropped (:meth:`compact`) once they are a quarter of the live ones or room runs out, not on every departure:
+    a copy of the whole cache to drop a slot or two costs more than the masked attention over them.
     """
 
     def __init__(self, n_layer: int, batch_size: int, n_head: int, max_length: int, head_dim: int,
                  device: torch.device, dtype: torch.dtype) -> None:
+        # Slots are written before they are read (prefill, then one per step), so the buffers start empty;
+        # slots a joining row does not fill are zeroed when it joins.
         shape = (batch_size, n_head, max_length, head_dim)
-        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
-        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self._keys = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self._values = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.rows = batch_size  # the batch: the first ``rows`` rows of the buffers
         self.max_length = max_length
         self.length = 0
         self.key_mask: torch.Tensor | None = None
@@ -298,33 +304,54 @@ class KVCache:
 
     @property
     def batch_size(self) -> int:
-        return self.keys[0].size(0)
+        return self.rows
+
+    @property
+    def keys(self) -> list[torch.Tensor]:
+        """Per layer, the batch rows' keys (B, nh, max_length, hd); slots from ``length`` on are unspecified."""
+        return [buffer[:self.rows] for buffer in self._keys]
+
+    @property
+    def values(self) -> list[torch.Tensor]:
+        """Per layer, the batch rows' values, like :attr:`keys`."""
+        return [buffer[:self.rows] for buffer in self._values]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write new keys/values (B, nh, T, hd) after the filled slots; return views of all filled slots."""
         end = self.length + k.size(2)
-        self.keys[layer][:, :, self.length:end] = k
-        self.values[layer][:, :, self.length:end] = v
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+        keys, values = self._keys[layer][:self.rows], self._values[layer][:self.rows]
+        keys[:, :, self.length:end] = k
+        values[:, :, self.length:end] = v
+        return keys[:, :, :end], values[:, :, :end]
 
     def track_padding(self) -> None:
         """Start per-row bookkeeping: every slot filled so far held a real token."""
-        device = self.keys[0].device
-        self.key_mask = torch.zeros(self.batch_size, self.max_length, dtype=torch.bool, device=device)
+        device = self._keys[0].device
+        self.key_mask = torch.zeros(self.rows, self.max_length, dtype=torch.bool, device=device)
         self.key_mask[:, :self.length] = True
-        self.positions = torch.full((self.batch_size,), self.length, dtype=torch.long, device=device)
+        self.positions = torch.full((self.rows,), self.length, dtype=torch.long, device=device)
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Select rows of the batch (beam search, finished rows leaving); ``index`` (B',) may repeat or drop rows.
-
-        Leading slots that only the dropped rows used are compacted away.
-        """
-        self.keys = [k.index_select(0, index) for k in self.keys]
-        self.values = [v.index_select(0, index) for v in self.values]
+        """Select rows of the batch (beam search, finished rows leaving); ``index`` (B',) may repeat or drop rows."""
+        order = index.tolist()
+        if order and all(a < b for a, b in zip(order, order[1:])) and 0 <= order[0] and order[-1] < self.rows:
+            # Rows only leave: close the gaps in place, moving just the rows after the first gap.
+            first = next((new for new, old in enumerate(order) if new != old), len(order))
+            if first < len(order):
+                moving = index[first:]
+                for buffer in self._keys + self._values:
+                    buffer[first:len(order), :, :self.length] = buffer[:, :, :self.length].index_select(0, moving)
+            self.rows = len(order)
+        else:
+            self._keys = [buffer[:self.rows].index_select(0, index) for buffer in self._keys]
+            self._values = [buffer[:self.rows].index_select(0, index) for buffer in self._values]
+            self.rows = len(order)
         if self.key_mask is not None:
             self.key_mask = self.key_mask.index_select(0, index)
             self.positions = self.positions.index_select(0, index)
-            self.compact()
+            dead = self._leading_padding()
+            if dead and 4 * dead >= self.length - dead:
+                self.compact()
 
     def extend(self, other: KVCache) -> None:
         """Append the rows of ``other`` (a cache of the same model), both aligned on their last filled slot.
@@ -333,29 +360,37 @@ class KVCache:
         every row keeps its positions and its logits (continuous batching merges a newcomer this way).
         """
         length = max(self.length, other.length)
-        max_length = max(self.max_length, other.max_length, length)
-        lengths = (self.length, other.length)
+        rows = self.rows + other.rows
         if self.key_mask is not None or other.key_mask is not None or self.length != other.length:
             for cache in (self, other):
                 if cache.key_mask is None:
                     cache.track_padding()
-            self.key_mask = _right_aligned((self.key_mask, other.key_mask), lengths, length, max_length, dim=1)
+        if rows > self._keys[0].size(0) or length > self.max_length:
+            # Room for twice the rows, so a batch that fills up one request at a time reallocates rarely.
+            self._reallocate(max(rows, 2 * self.rows), max(self.max_length, length))
+        if self.length < length:
+            self._shift_right(length - self.length)
+        start = length - other.length
+        for mine, theirs in zip(self._keys + self._values, other._keys + other._values):
+            newcomer = mine[self.rows:rows]
+            newcomer[:, :, :start].zero_()  # unused slots must hold finite values: masked weights are 0, 0 * NaN is not
+            newcomer[:, :, start:length] = theirs[:other.rows, :, :other.length]
+        if self.key_mask is not None:
+            joining = self.key_mask.new_zeros(other.rows, self.max_length)
+            joining[:, start:length] = other.key_mask[:, :other.length]
+            self.key_mask = torch.cat([self.key_mask, joining])
             self.positions = torch.cat([self.positions, other.positions])
-        self.keys = [_right_aligned(pair, lengths, length, max_length, dim=2) for pair in zip(self.keys, other.keys)]
-        self.values = [_right_aligned(pair, lengths, length, max_length, dim=2) for pair in zip(self.values, other.values)]
-        self.length, self.max_length = length, max_length
+        self.rows = rows
 
     def compact(self) -> None:
         """Drop the leading slots that are padding in every row (left behind by rows that were removed)."""
-        if self.key_mask is None:
-            return
-        used = self.key_mask[:, :self.length].any(0)  # (S,)
-        dead = int(used.int().argmax()) if bool(used.any()) else self.length
+        dead = self._leading_padding()
         if dead == 0:
             return
         live = self.length - dead
-        for tensor in self.keys + self.values:
-            tensor[:, :, :live] = tensor[:, :, dead:self.length].clone()  # the ranges overlap: copy first
+        for buffer in self._keys + self._values:
+            view = buffer[:self.rows]
+            view[:, :, :live] = view[:, :, dead:self.length].clone()  # the ranges overlap: copy first
         self.key_mask[:, :live] = self.key_mask[:, dead:self.length].clone()
         self.key_mask[:, live:] = False
         self.length = live
@@ -368,34 +403,40 @@ class KVCache:
         if self.length + new_tokens <= self.max_length:
             return
         # Half as much again, so a caller that keeps running short does not copy the cache every step.
-        max_length = max(self.length + new_tokens, self.max_length * 3 // 2)
+        self._reallocate(self._keys[0].size(0), max(self.length + new_tokens, self.max_length * 3 // 2))
 
-        def grown(tensor: torch.Tensor, dim: int) -> torch.Tensor:
-            shape = list(tensor.shape)
-            shape[dim] = max_length
-            out = tensor.new_zeros(shape)
-            out.narrow(dim, 0, self.length).copy_(tensor.narrow(dim, 0, self.length))
+    def _leading_padding(self) -> int:
+        """How many leading filled slots are padding in every row."""
+        if self.key_mask is None:
+            return 0
+        used = self.key_mask[:, :self.length].any(0)  # (S,)
+        return int(used.int().argmax()) if bool(used.any()) else self.length
+
+    def _reallocate(self, capacity: int, max_length: int) -> None:
+        """New buffers of ``capacity`` rows and ``max_length`` slots holding the filled slots of the batch."""
+        def moved(buffer: torch.Tensor) -> torch.Tensor:
+            shape = list(buffer.shape)
+            shape[0], shape[2] = capacity, max_length
+            out = buffer.new_zeros(shape)
+            out[:self.rows, :, :self.length] = buffer[:self.rows, :, :self.length]
             return out
 
-        self.keys = [grown(k, 2) for k in self.keys]
-        self.values = [grown(v, 2) for v in self.values]
-        if self.key_mask is not None:
-            self.key_mask = grown(self.key_mask, 1)
+        self._keys = [moved(k) for k in self._keys]
+        self._values = [moved(v) for v in self._values]
+        if self.key_mask is not None and max_length > self.max_length:
+            self.key_mask = torch.cat([self.key_mask, self.key_mask.new_zeros(self.rows, max_length - self.max_length)], 1)
         self.max_length = max_length
 
-
-def _right_aligned(parts: tuple[torch.Tensor, ...], lengths: tuple[int, ...], end: int, max_length: int,
-                   dim: int) -> torch.Tensor:
-    """Stack ``parts`` along the batch (dim 0) into ``max_length`` slots along ``dim``, the first ``lengths[i]``
-    slots of part i moved to end at slot ``end``; every other slot is zero."""
-    shape = list(parts[0].shape)
-    shape[0], shape[dim] = sum(part.size(0) for part in parts), max_length
-    out = parts[0].new_zeros(shape)
-    row = 0
-    for part, length in zip(parts, lengths):
-        out[row:row + part.size(0)].narrow(dim, end - length, length).copy_(part.narrow(dim, 0, length))
-        row += part.size(0)
-    return out
+    def _shift_right(self, slots: int) -> None:
+        """Move every row's filled slots ``slots`` to the right behind masked zero padding (a longer row joins)."""
+        end = self.length + slots
+        for buffer in self._keys + self._values:
+            view = buffer[:self.rows]
+            view[:, :, slots:end] = view[:, :, :self.length].clone()  # the ranges overlap: copy first
+            view[:, :, :slots].zero_()
+        self.key_mask[:, slots:end] = self.key_mask[:, :self.length].clone()
+        self.key_mask[:, :slots] = False
+        self.length = end
 
 
 class GPT(nn.Module):
@@ -473,13 +514,16 @@ class GPT(nn.Module):
                        device=weight.device if device is None else torch.device(device), dtype=weight.dtype)
 
     @torch.no_grad()
-    def step(self, input_ids: torch.Tensor, state: KVCache, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def step(self, input_ids: torch.Tensor, state: KVCache, attention_mask: torch.Tensor | None = None, *,
+             last_only: bool = False) -> torch.Tensor:
         """Consume new tokens (B, T) after those already in ``state``, update it in place, return logits (B, T, V).
 
         Args:
             input_ids: the prompt at prefill (left-padded for a batch), then one token per row.
             state: the cache from :meth:`init_state`.
             attention_mask: (B, T), 1 for real tokens and 0 for padding; None means all real.
+            last_only: return the last position's logits only, (B, 1, V): a prefill that only samples what
+                comes next skips the output layer for the rest of the prompt.
 
         Raises:
             AigcError: the new tokens do not fit in the cache.
@@ -511,7 +555,9 @@ class GPT(nn.Module):
         for layer in self.layers:
             x = layer(x, cos, sin, state, attn_mask)
         state.length = end
-        return linear(self.norm(x), self.lm_head.weight)  # (B, T, V)
+        if last_only:
+            x = x[:, -1:]
+        return linear(self.norm(x), self.lm_head.weight)  # (B, T, V), or (B, 1, V) with last_only
 
     @staticmethod
     def _causal_mask(start: int, end: int, device: torch.device) -> torch.Tensor:

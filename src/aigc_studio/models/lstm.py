@@ -128,7 +128,8 @@ class LSTMLanguageModel(nn.Module):
                          torch.zeros(shape, device=device, dtype=weight.dtype))
 
     @torch.no_grad()
-    def step(self, input_ids: torch.Tensor, state: LSTMState, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def step(self, input_ids: torch.Tensor, state: LSTMState, attention_mask: torch.Tensor | None = None, *,
+             last_only: bool = False) -> torch.Tensor:
         """Consume new tokens (B, T) after those already in ``state``, update it in place, return logits (B, T, V).
 
         Args:
@@ -136,11 +137,12 @@ class LSTMLanguageModel(nn.Module):
             state: the (h, c) pair from :meth:`init_state`.
             attention_mask: (B, T), 1 for real tokens and 0 for padding; None means all real. A padding
                 token leaves its row's state untouched, so a padded row decodes exactly like the row alone.
+            last_only: return the last position's logits only, (B, 1, V).
         """
         x = self.embed_tokens(input_ids)  # (B, T, E)
         if attention_mask is None or bool(attention_mask.all()):
             hidden, (state.h, state.c) = self.lstm(x, (state.h, state.c))  # (B, T, H)
-            return self.lm_head(hidden)
+            return self.lm_head(hidden[:, -1:] if last_only else hidden)
         # Padding must not advance the recurrence, so walk the positions and keep the old state where the
         # mask is 0. Only padded prefills and finished rows take this path; they are short or rare.
         real = attention_mask.bool()
@@ -150,4 +152,4 @@ class LSTMLanguageModel(nn.Module):
             keep = real[:, t].view(1, -1, 1)  # (1, B, 1) broadcast over layers and units
             state.h, state.c = torch.where(keep, h, state.h), torch.where(keep, c, state.c)
             hidden_steps.append(hidden_t)
-        return self.lm_head(torch.cat(hidden_steps, dim=1))  # (B, T, V)
+        return self.lm_head(hidden_steps[-1] if last_only else torch.cat(hidden_steps, dim=1))  # (B, T or 1, V)
