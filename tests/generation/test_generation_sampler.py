@@ -261,3 +261,29 @@ def test_greedy_and_sampled_groups_in_one_batch_pick_as_they_would_alone(model, 
         alone = generate(model, tokenizer, prompts, params)
         assert [[c.token_ids for c in output.completions] for output in group.outputs()] == \
             [[c.token_ids for c in output.completions] for output in alone]
+
+
+def test_one_row_groups_move_into_the_gaps_departed_groups_leave_and_decode_as_alone(model, tokenizer, encode):
+    # Serving: requests leave from the middle of the batch and newcomers join; the batch moves its last
+    # one-row groups into the gaps instead of shifting every row, and no group may notice.
+    from aigc_studio.generation.sampler import DecodeBatch
+
+    texts = ["the quick", "hello", "cheap food near", "the lazy", "连衣", "dog"]
+    lengths = [12, 3, 9, 5, 7, 10]  # the short ones leave first, from the middle of the batch
+    requests = [([encode(text)], SamplingParams(temperature=1.0, top_k=20, max_tokens=length, min_tokens=length, seed=seed))
+                for seed, (text, length) in enumerate(zip(texts, lengths))]
+    # a group of two rows joins too: it stays in one piece, and only one-row groups move
+    requests.insert(4, ([encode("hello"), encode("the")], SamplingParams(temperature=1.0, max_tokens=6, n=2, seed=9)))
+    batch = DecodeBatch(model, tokenizer)
+    groups = [batch.add(prompts, params) for prompts, params in requests[:4]]
+    orders = []
+    while batch.groups:
+        batch.step()
+        if len(orders) == 1:  # newcomers join after the second step
+            groups += [batch.add(prompts, params) for prompts, params in requests[4:]]
+        orders.append([groups.index(group) for group in batch.groups])
+    assert any(order != sorted(order) for order in orders)  # a later group did move into a gap
+    for group, (prompts, params) in zip(groups, requests):
+        alone = generate(model, tokenizer, prompts, params)
+        assert [[c.token_ids for c in output.completions] for output in group.outputs()] == \
+            [[c.token_ids for c in output.completions] for output in alone]

@@ -316,14 +316,17 @@ class DecodeBatch:
         group.active = []
 
     def _retain(self, keep: list[bool]) -> torch.Tensor | None:
-        """Keep the rows marked True (in row order) in the state, the pending logits and the groups.
+        """Keep the rows marked True in the state, the pending logits and the groups.
+
+        The kept rows stay in order, except that one-row groups may move into the gaps of departed groups;
+        ``groups`` follows the new row order.
 
         Returns:
-            The index of the kept rows, or None when every row stays.
+            The index of the kept rows in their new order, or None when every row stays.
         """
         if all(keep):
             return None
-        rows = [row for row, kept in enumerate(keep) if kept]
+        owners = [group for group in self.groups for _ in group.active]  # the group of every row
         start = 0
         for group in self.groups:
             size = len(group.active)
@@ -331,10 +334,20 @@ class DecodeBatch:
             if len(mine) < size:
                 group.select(mine)
             start += size
-        self.groups = [group for group in self.groups if group.active]
+        rows = [row for row, kept in enumerate(keep) if kept]
         if not rows:
+            self.groups = []
             self.state = self.logits = None  # nothing runs: free the cache
             return None
+        gaps = [row for row in range(len(rows)) if not keep[row]]
+        movers = [row for row in rows if row >= len(rows)]
+        if gaps and all(not owners[row].active for row in gaps) and all(len(owners[row].active) == 1 for row in movers):
+            # Whole groups left, and the rows past the new end are one-row groups (a request each, as served):
+            # they move into the gaps, so one row of the cache moves per departure instead of every row after it.
+            rows = list(range(len(rows)))
+            for gap, mover in zip(gaps, movers):
+                rows[gap] = mover
+        self.groups = list(dict.fromkeys(owners[row] for row in rows))  # the order of their rows now
         index = torch.tensor(rows, device=self.device)
         self.state.reorder(index)
         if self.logits is not None:

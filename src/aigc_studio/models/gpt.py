@@ -283,8 +283,8 @@ class KVCache:
 
     Between steps rows can leave (:meth:`reorder`) and join (:meth:`extend`, right-aligned with left padding).
     Continuous batching does both all the time, so neither copies the whole cache: the buffers keep room for
-    more rows than the batch holds, rows that leave are closed up in place (only the rows after them move),
-    and a newcomer is written into the free rows. Leading slots that departed rows leave as padding are
+    more rows than the batch holds, the gaps rows leave are filled in place (by the last rows, when the
+    index says so, else by moving up the rows after them), and a newcomer is written into the free rows. Leading slots that departed rows leave as padding are
     dropped (:meth:`compact`) once they are a quarter of the live ones or room runs out, not on every departure:
     a copy of the whole cache to drop a slot or two costs more than the masked attention over them.
     """
@@ -334,14 +334,22 @@ class KVCache:
     def reorder(self, index: torch.Tensor) -> None:
         """Select rows of the batch (beam search, finished rows leaving); ``index`` (B',) may repeat or drop rows."""
         order = index.tolist()
-        if order and all(a < b for a, b in zip(order, order[1:])) and 0 <= order[0] and order[-1] < self.rows:
-            # Rows only leave: close the gaps in place, moving just the rows after the first gap.
-            first = next((new for new, old in enumerate(order) if new != old), len(order))
-            if first < len(order):
-                moving = index[first:]
+        kept = len(order)
+        moves = [(new, old) for new, old in enumerate(order) if new != old]
+        if order and 0 <= min(order) and max(order) < self.rows and len(set(order)) == kept and (
+                all(old >= kept for _, old in moves) or all(a < b for a, b in zip(order, order[1:]))):
+            # Rows leave, and the rest stay where they are or fill the gaps in place.
+            if all(old >= kept for _, old in moves):
+                # Rows from past the new end fill the gaps: each moves once (see DecodeBatch: departures).
                 for buffer in self._keys + self._values:
-                    buffer[first:len(order), :, :self.length] = buffer[:, :, :self.length].index_select(0, moving)
-            self.rows = len(order)
+                    for new, old in moves:
+                        buffer[new, :, :self.length] = buffer[old, :, :self.length]
+            else:
+                # The order is kept: the rows after the first gap move up.
+                first = moves[0][0]
+                for buffer in self._keys + self._values:
+                    buffer[first:kept, :, :self.length] = buffer[:, :, :self.length].index_select(0, index[first:])
+            self.rows = kept
         else:
             self._keys = [buffer[:self.rows].index_select(0, index) for buffer in self._keys]
             self._values = [buffer[:self.rows].index_select(0, index) for buffer in self._values]
