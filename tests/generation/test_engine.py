@@ -147,6 +147,8 @@ def test_concurrent_requests_equal_unbatched_generation(backend, engine):
     assert stats.requests_finished == len(MIXED) and stats.running_rows == 0 and stats.queue_depth == 0
     assert stats.tokens_generated == sum(r.completion_tokens for r in expected)
     assert stats.last_batch_size >= 1
+    # staggered requests share steps: fewer steps than tokens, but at least the longest request's
+    assert max(r.completion_tokens for r in expected) <= stats.decode_steps < stats.tokens_generated
 
 
 def test_requests_join_a_running_batch(backend):

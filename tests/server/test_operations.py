@@ -116,6 +116,8 @@ def test_metrics_count_requests_tokens_and_engine_state(client):
     assert 'aigc_engine_batch_size{model="e2e-copy"}' in text
     tokens = next(line for line in text.splitlines() if line.startswith('aigc_tokens_generated_total{model="e2e-copy"}'))
     assert float(tokens.split()[-1]) >= 8
+    steps = next(line for line in text.splitlines() if line.startswith('aigc_engine_decode_steps_total{model="e2e-copy"}'))
+    assert 1 <= float(steps.split()[-1]) <= float(tokens.split()[-1])
     assert 'aigc_time_to_first_token_seconds_count{model="e2e-copy"} 1.0' in text
 
 

@@ -66,6 +66,7 @@ class EngineStats:
     running_rows: int  # candidates decoding now
     last_batch_size: int  # rows in the latest decode step
     tokens_generated: int  # since the engine started
+    decode_steps: int  # batched decode steps since the engine started: tokens per step is the mean batch size
     requests_finished: int  # completed, failed or cancelled
 
 
@@ -262,6 +263,7 @@ class Engine:
         self._drain = True
         self._last_batch_size = 0
         self._tokens_generated = 0
+        self._decode_steps = 0
         self._requests_finished = 0
 
     def start(self) -> None:
@@ -319,6 +321,7 @@ class Engine:
                                  for r in self._running.values()),
                 last_batch_size=self._last_batch_size,
                 tokens_generated=self._tokens_generated,
+                decode_steps=self._decode_steps,
                 requests_finished=self._requests_finished,
             )
 
@@ -456,6 +459,7 @@ class Engine:
         with self._condition:
             self._last_batch_size = rows
             self._tokens_generated += tokens
+            self._decode_steps += 1
 
     def _run_unbatched(self, request: _Request) -> None:
         """One request through the backend itself: a stream when it is one candidate, else ``generate``."""
