@@ -121,7 +121,7 @@ async def run_level(base: str, model: str, prompts: list[str], clients: int, req
 
 
 class RssSampler:
-    """Samples a process's resident memory (MiB) on a thread until stopped."""
+    """Samples the resident memory (MiB) of a process and its children (the engine processes) on a thread."""
 
     def __init__(self, pid: int | None) -> None:
         self.process = psutil.Process(pid) if pid is not None else None
@@ -131,7 +131,8 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.monotonic(), self.process.memory_info().rss / 2**20))
+            processes = [self.process, *self.process.children(recursive=True)]
+            self.samples.append((time.monotonic(), sum(process.memory_info().rss for process in processes) / 2**20))
             self._stop.wait(RSS_SAMPLE_S)
 
     def __enter__(self) -> RssSampler:
@@ -226,13 +227,14 @@ def main() -> None:
             f"{rss[0]:.0f} → {rss[-1]:.0f} (max {max(rss):.0f})" if rss else "n/a",
         ])
     table = markdown_table(["clients", "requests", "errors", "tokens/s", "requests/s", "TTFT p50 / p99 (ms)",
-                            "latency p50 / p99 (ms)", "server RSS MiB"], rows)
+                            "latency p50 / p99 (ms)", "server RSS MiB (with its engine process)"], rows)
     by_clients = {result.clients: result.tokens_per_second for result in results}
     lines = [
         "## Serving under load (`bench/serve_load.py`)",
         "",
         f"Streamed `/v1/completions` against `aigc serve --model {args.model}` ({server_info.get('model_type', '')}, "
-        f"server defaults: engine batch 16, watermark on, rate limit off), {args.requests} requests per level, "
+        f"server defaults: engine batch 16 in its own process, watermark on, rate limit off), {args.requests} "
+        "requests per level, "
         f"E2E dev-set attributes, temperature 1, max_tokens {args.max_tokens}; the client runs in another process "
         f"on the same machine. {args.rounds} rounds of all levels, interleaved; each row is its level's median round.",
         "",

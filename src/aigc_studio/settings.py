@@ -45,6 +45,8 @@ class ServerSettings(BaseModel):
     rate_limit_per_minute: int = Field(600, ge=0)  # per API key; 0 turns rate limiting off
     max_batch_size: int = Field(16, ge=1)  # decode rows the engine runs together
     max_queue: int = Field(256, ge=1)  # waiting requests per model before 429
+    # Builtin models decode in a child process, away from the HTTP loop's interpreter lock (generation/engine_process.py)
+    engine_process: bool = True
     content_retention_days: int = Field(30, ge=0)  # GET /v1/content/{id} finds results this old; 0: forever
 
 

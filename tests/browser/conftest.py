@@ -52,9 +52,13 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, watermark_key_file: Pa
         yield LiveServer(url=server.url, process=server.process, log=server.log_path)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Headless Debian chromium through Playwright's sync API."""
+    """Headless Debian chromium through Playwright's sync API.
+
+    Per module, not per session: while the sync API runs, this thread counts as running an asyncio loop, and
+    any later test on the same pytest worker that calls ``asyncio.run`` would fail.
+    """
     if not CHROMIUM.exists():
         pytest.skip(f"no chromium at {CHROMIUM}: install the Debian package (apt-get install -y chromium) "
                     "or point AIGC_CHROMIUM at a chromium binary")

@@ -1,8 +1,10 @@
-"""The continuous-batching engine: results equal unbatched generation, streaming, cancellation, back-pressure."""
+"""The continuous-batching engine, in this process and in a child process: results equal unbatched generation,
+streaming, cancellation, back-pressure."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from aigc_studio.backends.builtin import BuiltinBackend
 from aigc_studio.data.tokenizer import TextTokenizer, train_tokenizer
 from aigc_studio.errors import AigcError
 from aigc_studio.generation.engine import Engine, EngineOverloaded, RequestCancelled
+from aigc_studio.generation.engine_process import EngineProcess
 from aigc_studio.generation.sampling_params import SamplingParams
 from aigc_studio.models.gpt import GPT, GPTConfig
 from aigc_studio.models.lstm import LSTMConfig, LSTMLanguageModel
@@ -356,3 +359,101 @@ def test_other_backends_run_on_a_thread_pool():
     assert [c.text for c in multi.result(timeout=10).candidates] == ["two of them"] * 2
     engine.shutdown()
     assert engine.stats().requests_finished == 6
+
+
+# -- the engine in a child process (generation/engine_process.py) -------------------------------------------
+
+LONG = SamplingParams(temperature=1.0, max_tokens=45, min_tokens=45, seed=1)  # runs into its budget
+
+
+@pytest.fixture(scope="module")
+def engine_process(gpt_dir: Path) -> Iterator[EngineProcess]:
+    engine = EngineProcess(BuiltinBackend.from_directory(gpt_dir), max_batch_size=16, max_queue=32)
+    engine.start()
+    yield engine
+    engine.shutdown(drain=False, timeout=30)
+
+
+def test_engine_process_results_and_streams_equal_unbatched_generation(engine_process):
+    backend = engine_process.backend
+    expected = [backend.generate([prompt], params)[0] for prompt, params in MIXED]
+    before = engine_process.stats()
+    handles = submit_staggered(engine_process, MIXED)
+    for handle, reference in zip(handles, expected):
+        result = handle.result(timeout=60)
+        assert_same_result(result, reference)
+        texts: dict[int, str] = {}
+        for event in handle.events():
+            texts[event.candidate_index] = texts.get(event.candidate_index, "") + event.text
+        assert [texts[index] for index in range(len(result.candidates))] == [c.text for c in result.candidates]
+    stats = engine_process.stats()
+    assert stats.requests_finished - before.requests_finished == len(MIXED)
+    assert stats.tokens_generated - before.tokens_generated == sum(r.completion_tokens for r in expected)
+    assert stats.running_rows == 0 and stats.queue_depth == 0
+
+
+def test_engine_process_streams_to_asyncio(engine_process):
+    async def consume() -> tuple[list, object]:
+        handle = engine_process.submit(PROMPTS[0], SamplingParams(temperature=0, max_tokens=20))
+        return [event async for event in handle.aevents()], handle
+
+    events, handle = asyncio.run(consume())
+    assert "".join(event.text for event in events) == handle.result().candidates[0].text
+    assert events[-1].finish_reason is not None
+
+
+def test_engine_process_cancel_ends_a_running_request(engine_process):
+    handle = engine_process.submit(PROMPTS[0], LONG.replace(n=8))
+    next(iter(handle.events()))  # it runs
+    handle.cancel()
+    with pytest.raises(RequestCancelled):
+        handle.result(timeout=30)
+    assert engine_process.submit(PROMPTS[1], SamplingParams(temperature=0, max_tokens=5)).result(timeout=30).candidates
+
+
+@pytest.mark.parametrize(("changes", "param"), [({"n": 17}, "n"), ({"temperature": -1.0}, "temperature")])
+def test_engine_process_checks_requests_at_submit(engine_process, changes, param):
+    with pytest.raises(AigcError) as error:
+        engine_process.submit(PROMPTS[0], SamplingParams(max_tokens=5).replace(**changes))
+    assert error.value.param == param
+
+
+def test_engine_process_answers_a_full_queue_at_once_and_drains_at_shutdown(gpt_dir):
+    engine = EngineProcess(BuiltinBackend.from_directory(gpt_dir), max_batch_size=1, max_queue=1)
+    engine.start()
+    try:
+        handles = [engine.submit(PROMPTS[0], LONG) for _ in range(2)]  # one decoding, one waiting
+        started = time.perf_counter()
+        with pytest.raises(EngineOverloaded, match="queue is full"):
+            engine.submit(PROMPTS[0], LONG)
+        assert time.perf_counter() - started < 1
+        engine.shutdown(drain=True, timeout=60)
+        assert [handle.result(timeout=1).candidates[0].num_tokens for handle in handles] == [45, 45]
+        with pytest.raises(EngineOverloaded):
+            engine.submit(PROMPTS[0], LONG)
+    finally:
+        engine.shutdown(drain=False, timeout=10)
+
+
+def test_engine_process_that_dies_fails_its_requests_and_takes_no_more(gpt_dir):
+    engine = EngineProcess(BuiltinBackend.from_directory(gpt_dir), max_batch_size=16, max_queue=4)
+    engine.start()
+    try:
+        handle = engine.submit(PROMPTS[0], LONG.replace(n=16))
+        next(iter(handle.events()))  # it runs: 44 more steps of 16 rows to go
+        engine._process.kill()
+        with pytest.raises(AigcError, match="engine process stopped"):
+            handle.result(timeout=30)
+        with pytest.raises(EngineOverloaded):
+            engine.submit(PROMPTS[0], LONG)
+    finally:
+        engine.shutdown(drain=False, timeout=10)
+
+
+def test_engine_process_that_cannot_load_its_model_raises_at_start(gpt_dir, tmp_path):
+    directory = tmp_path / "model"
+    shutil.copytree(gpt_dir, directory)
+    backend = BuiltinBackend.from_directory(directory)
+    (directory / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(AigcError, match="failed to start"):
+        EngineProcess(backend).start()

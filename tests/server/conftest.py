@@ -28,11 +28,13 @@ def backend() -> BuiltinBackend:
 def make_settings(directory: Path, key_file: Path, *, watermark: bool = True, **server: Any) -> Settings:
     """Settings on a fresh SQLite database under ``directory`` and the watermark key ``key_file`` (the fixed test
     key: with a random one, a 60-token text misses the detector's threshold now and then); ``server`` overrides
-    limits."""
+    limits. The engine runs in the app's process (a child process costs seconds to start per app): the engine
+    process is tested in tests/generation/test_engine.py, behind the app in test_operations.py, and by every
+    live ``aigc serve``."""
     return Settings(
         database_url=f"sqlite:///{directory / 'aigc.db'}",
         vault_key_file=directory / "vault.key",
-        server={"rate_limit_per_minute": 0, **server},
+        server={"rate_limit_per_minute": 0, "engine_process": False, **server},
         watermark={"key_file": key_file, "enabled": watermark},
     )
 

@@ -140,8 +140,9 @@ def test_api_docs_are_served(client, path):
     assert client.get(path).status_code == 200
 
 
-def test_full_engine_queue_answers_503_at_once(client_factory, assert_error):
-    client = client_factory(max_batch_size=1, max_queue=1)
+@pytest.mark.parametrize("engine_process", [False, True])
+def test_full_engine_queue_answers_503_at_once(client_factory, assert_error, engine_process):
+    client = client_factory(max_batch_size=1, max_queue=1, engine_process=engine_process)
     engine = client.app.state.server.models[MODEL].engine
     # One long request decoding and one waiting fill the engine; the next one must be refused, not queued.
     long = SamplingParams(max_tokens=100, min_tokens=100)

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from aigc_studio.backends.base import Backend, Candidate, FinishReason, GenerationResult, TokenLogprob
 from aigc_studio.backends.builtin import BuiltinBackend, BuiltinRequest
@@ -70,13 +71,22 @@ class EngineStats:
     requests_finished: int  # completed, failed or cancelled
 
 
+class HandleObserver(Protocol):
+    """Told of what a :class:`RequestHandle` receives, on the thread that delivers it (the engine's worker)."""
+
+    def published(self, events: list[EngineEvent]) -> None: ...
+
+    def finished(self, result: GenerationResult | None, error: BaseException | None) -> None: ...
+
+
 class RequestHandle:
     """A submitted request: its events as they come, its result, and a way to cancel it. Thread-safe."""
 
-    def __init__(self, engine: Engine, prompt: str, params: SamplingParams) -> None:
+    def __init__(self, engine: Any, prompt: str, params: SamplingParams, observer: HandleObserver | None = None) -> None:
         self.prompt = prompt
         self.params = params
-        self._engine = engine
+        self._engine = engine  # an Engine or EngineProcess: it implements _cancel
+        self._observer = observer
         self._condition = threading.Condition()
         self._events: list[EngineEvent] = []
         self._listeners: list[_AsyncListener] = []
@@ -168,7 +178,10 @@ class RequestHandle:
         with self._condition:
             self._events.extend(events)
             self._condition.notify_all()
-            return list(self._listeners)
+            listeners = list(self._listeners)
+        if self._observer is not None:
+            self._observer.published(events)
+        return listeners
 
     def _finish(self, result: GenerationResult | None = None, error: BaseException | None = None) -> None:
         with self._condition:
@@ -178,6 +191,8 @@ class RequestHandle:
             self._finished.set()
             self._condition.notify_all()
             listeners = list(self._listeners)
+        if self._observer is not None:
+            self._observer.finished(result, error)
         _notify(listeners)
 
 
@@ -227,6 +242,30 @@ class _Request:
     group: DecodeGroup | None = None
 
 
+def check_sizes(**sizes: int) -> None:
+    """Raise :class:`AigcError` naming the first size that is not an integer >= 1."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise AigcError(f"{name} must be an integer >= 1, got {value!r}", param=name)
+
+
+def check_request(backend: Backend, prompt: str, params: SamplingParams, max_batch_size: int) -> BuiltinRequest | None:
+    """Check a request before it is queued; for the builtin backend, also encode its prompt.
+
+    Raises:
+        AigcError: invalid params, ``n`` above ``max_batch_size``, a prompt that is not a string or fills the context.
+    """
+    params.validate()
+    if params.num_beams == 1 and params.n > max_batch_size:
+        raise AigcError(f"n={params.n} is more than this engine's max_batch_size={max_batch_size}; "
+                        f"ask for at most {max_batch_size} candidates", param="n")
+    if isinstance(backend, BuiltinBackend):
+        return backend.open_request(prompt, params)
+    if not isinstance(prompt, str):
+        raise AigcError(f"prompt must be a string, got {type(prompt).__name__}", param="prompt")
+    return None
+
+
 class Engine:
     """One engine per loaded model: a bounded queue in front of a continuously batched decode loop.
 
@@ -244,9 +283,7 @@ class Engine:
     """
 
     def __init__(self, backend: Backend, *, max_batch_size: int = 16, max_queue: int = 256, max_workers: int = 4) -> None:
-        for name, value in (("max_batch_size", max_batch_size), ("max_queue", max_queue), ("max_workers", max_workers)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise AigcError(f"{name} must be an integer >= 1, got {value!r}", param=name)
+        check_sizes(max_batch_size=max_batch_size, max_queue=max_queue, max_workers=max_workers)
         self.backend = backend
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
@@ -283,24 +320,20 @@ class Engine:
         self._thread = threading.Thread(target=self._work, name=f"aigc-engine-{self.backend.info.name}", daemon=True)
         self._thread.start()
 
-    def submit(self, prompt: str, params: SamplingParams) -> RequestHandle:
+    def submit(self, prompt: str, params: SamplingParams, *, observer: HandleObserver | None = None) -> RequestHandle:
         """Queue one prompt; returns at once with its handle.
+
+        Args:
+            observer: also told of everything the handle receives (the engine process relays it this way).
 
         Raises:
             AigcError: invalid params, ``n`` above ``max_batch_size``, or a prompt that fills the context
                 (checked here, before queueing).
             EngineOverloaded: the queue holds ``max_queue`` requests, or the engine is shutting down.
         """
-        params.validate()
-        if params.num_beams == 1 and params.n > self.max_batch_size:
-            raise AigcError(f"n={params.n} is more than this engine's max_batch_size={self.max_batch_size}; "
-                            f"ask for at most {self.max_batch_size} candidates", param="n")
-        handle = RequestHandle(self, prompt, params)
-        request = _Request(handle)
-        if self._builtin is not None:
-            request.builtin = self._builtin.open_request(prompt, params)
-        elif not isinstance(prompt, str):
-            raise AigcError(f"prompt must be a string, got {type(prompt).__name__}", param="prompt")
+        request = _Request(RequestHandle(self, prompt, params, observer))
+        request.builtin = check_request(self.backend, prompt, params, self.max_batch_size)
+        handle = request.handle
         with self._condition:
             if not self._accepting:
                 raise EngineOverloaded("the engine is shutting down and takes no new requests; retry on another server")

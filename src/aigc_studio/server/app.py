@@ -98,13 +98,27 @@ def c2pa_signer_for(settings: Settings) -> Any:
 
 
 def start_engines(backends: Sequence[Backend], settings: Settings) -> dict[str, ServedModel]:
-    """One started engine per backend, keyed by model name."""
+    """One started engine per backend, keyed by model name: builtin models in a child process of their own
+    unless ``server.engine_process`` is off, the others (and then all) in this process.
+
+    Raises:
+        AigcError: an engine process that does not start.
+    """
+    from aigc_studio.backends.builtin import BuiltinBackend
     from aigc_studio.generation.engine import Engine
+    from aigc_studio.generation.engine_process import EngineProcess
 
     served = {}
     for backend in backends:
-        engine = Engine(backend, max_batch_size=settings.server.max_batch_size, max_queue=settings.server.max_queue)
-        engine.start()
+        sizes = {"max_batch_size": settings.server.max_batch_size, "max_queue": settings.server.max_queue}
+        own_process = settings.server.engine_process and isinstance(backend, BuiltinBackend)
+        engine = EngineProcess(backend, **sizes) if own_process else Engine(backend, **sizes)
+        try:
+            engine.start()
+        except BaseException:
+            for model in served.values():
+                model.engine.shutdown(drain=False)
+            raise
         served[backend.info.name] = ServedModel(name=backend.info.name, backend=backend, engine=engine)
     return served
 
@@ -132,7 +146,7 @@ def create_app(settings: Settings, *, models: Sequence[str | Path | Backend] | N
         governance = await anyio.to_thread.run_sync(Governance, settings, db)
         text_specs, image_models = await anyio.to_thread.run_sync(split_models, model_specs, settings)
         backends = await anyio.to_thread.run_sync(load_models, text_specs, settings)
-        served = start_engines(backends, settings)
+        served = await anyio.to_thread.run_sync(start_engines, backends, settings)
         image_signer = await anyio.to_thread.run_sync(c2pa_signer_for, settings) if image_models else None
         app.state.server = ServerState(settings=settings, database=db, models=served, governance=governance,
                                        metrics=metrics, image_models=image_models, image_signer=image_signer,

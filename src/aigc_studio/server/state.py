@@ -1,6 +1,8 @@
 """What a running server holds: its loaded models (each owned by one engine), storage and governance.
 
-:class:`ServedModel` pairs a backend with the :class:`~aigc_studio.generation.engine.Engine` that owns it.
+:class:`ServedModel` pairs a backend with the :class:`~aigc_studio.generation.engine.Engine` that owns it (for
+a builtin model, by default, an :class:`~aigc_studio.generation.engine_process.EngineProcess`: the same engine
+in a child process).
 :class:`ServedImageModel` holds an image generator (a sketch model) and the lock that runs one request on it
 at a time (image sampling is CPU-bound and already uses the torch threads).
 :class:`EngineBackend` is a :class:`~aigc_studio.backends.base.Backend` whose ``generate`` and ``stream`` go
@@ -36,7 +38,7 @@ class ServedModel:
 
     name: str
     backend: Backend
-    engine: Any  # aigc_studio.generation.engine.Engine
+    engine: Any  # aigc_studio.generation.engine.Engine, or .engine_process.EngineProcess (same interface)
     created: int = field(default_factory=lambda: int(time.time()))
 
     def default_params(self) -> SamplingParams:
