@@ -47,6 +47,7 @@ class ServerSettings(BaseModel):
     max_queue: int = Field(256, ge=1)  # waiting requests per model before 429
     # Builtin models decode in a child process, away from the HTTP loop's interpreter lock (generation/engine_process.py)
     engine_process: bool = True
+    engine_threads: int | None = Field(None, ge=1)  # torch threads of an engine process; None: all cores but one
     content_retention_days: int = Field(30, ge=0)  # GET /v1/content/{id} finds results this old; 0: forever
 
 

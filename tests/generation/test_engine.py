@@ -457,3 +457,16 @@ def test_engine_process_that_cannot_load_its_model_raises_at_start(gpt_dir, tmp_
     (directory / "model.safetensors").write_bytes(b"not weights")
     with pytest.raises(AigcError, match="failed to start"):
         EngineProcess(backend).start()
+
+
+def test_an_engine_process_leaves_one_core_to_the_http_side_and_rejects_zero_threads(gpt_dir, monkeypatch):
+    from aigc_studio.generation import engine_process as module
+
+    monkeypatch.setattr(module.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert module.default_engine_threads() == 3
+    monkeypatch.setattr(module.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert module.default_engine_threads() == 1
+    backend = BuiltinBackend.from_directory(gpt_dir)
+    assert EngineProcess(backend).threads == 1 and EngineProcess(backend, threads=5).threads == 5
+    with pytest.raises(AigcError, match="threads must be an integer >= 1"):
+        EngineProcess(backend, threads=0)

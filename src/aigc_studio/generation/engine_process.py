@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
+import os
 import queue
 import threading
 from concurrent.futures import Future
@@ -52,15 +53,29 @@ _STOP = object()  # ends the child's sender thread
 _PORTABLE_ERRORS = {cls.__name__: cls for cls in (RequestCancelled, EngineOverloaded)}
 
 
+def default_engine_threads() -> int:
+    """Torch threads for an engine process: every core this process may use but one, which the HTTP side keeps.
+
+    On the 2-core machine a second torch thread in the child cost the single stream about a third of its
+    tokens/s (its OpenMP worker spins between parallel regions, on the core the HTTP loop needs) and gained
+    nothing at 16 streams (docs/benchmarks.md, "Serving under load").
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 class EngineProcess:
     """An :class:`Engine` over ``backend``'s model, running in a child process (see the module docstring).
 
     Requests in flight (queued in the child or decoding) are bounded by ``max_queue + max_batch_size``; one
-    more raises :class:`EngineOverloaded` at once, as a full :class:`Engine` queue does.
+    more raises :class:`EngineOverloaded` at once, as a full :class:`Engine` queue does. The child runs
+    ``threads`` torch threads (None: :func:`default_engine_threads`).
     """
 
-    def __init__(self, backend: BuiltinBackend, *, max_batch_size: int = 16, max_queue: int = 256) -> None:
-        check_sizes(max_batch_size=max_batch_size, max_queue=max_queue)
+    def __init__(self, backend: BuiltinBackend, *, max_batch_size: int = 16, max_queue: int = 256,
+                 threads: int | None = None) -> None:
+        self.threads = default_engine_threads() if threads is None else threads
+        check_sizes(max_batch_size=max_batch_size, max_queue=max_queue, threads=self.threads)
         self.backend = backend
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
@@ -90,7 +105,7 @@ class EngineProcess:
             process = context.Process(
                 target=_serve, name=f"aigc-engine-{name}", daemon=True,
                 args=(child_connection, str(self.backend.loaded.directory), name, str(model_device(self.backend.model)),
-                      self.max_batch_size, self.max_queue + self.max_batch_size),
+                      self.max_batch_size, self.max_queue + self.max_batch_size, self.threads),
             )
             process.start()
             child_connection.close()
@@ -232,9 +247,13 @@ class _Relay:
         self.outbox.put(("done", self.number, result, _portable(error)))
 
 
-def _serve(connection: Any, directory: str, name: str, device: str, max_batch_size: int, max_queue: int) -> None:
+def _serve(connection: Any, directory: str, name: str, device: str, max_batch_size: int, max_queue: int,
+           threads: int) -> None:
     """The child process: load the model, run an :class:`Engine`, and follow the parent's messages."""
     try:
+        import torch
+
+        torch.set_num_threads(threads)
         engine = Engine(BuiltinBackend.from_directory(directory, name=name, device=device),
                         max_batch_size=max_batch_size, max_queue=max_queue)
         engine.start()

@@ -112,7 +112,8 @@ def start_engines(backends: Sequence[Backend], settings: Settings) -> dict[str, 
     for backend in backends:
         sizes = {"max_batch_size": settings.server.max_batch_size, "max_queue": settings.server.max_queue}
         own_process = settings.server.engine_process and isinstance(backend, BuiltinBackend)
-        engine = EngineProcess(backend, **sizes) if own_process else Engine(backend, **sizes)
+        engine = (EngineProcess(backend, **sizes, threads=settings.server.engine_threads) if own_process
+                  else Engine(backend, **sizes))
         try:
             engine.start()
         except BaseException:
