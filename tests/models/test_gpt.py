@@ -90,20 +90,25 @@ def test_kv_cache_is_preallocated_and_written_in_place(make_gpt):
     assert bool((state.keys[0][:, :, :4].abs().sum(-1) > 0).all())  # every filled slot was written
 
 
-def _alone(model, prompt, more):
-    """Logits of ``prompt`` then each token of ``more`` (T,) decoded in a cache of its own."""
-    state = model.init_state(batch_size=1, max_length=prompt.size(1) + more.size(0))
-    model.step(prompt, state)
-    return [model.step(more[t:t + 1][None], state)[0, -1] for t in range(more.size(0))]
+def _ids(shape: tuple[int, int], seed: int) -> torch.Tensor:
+    return torch.randint(16, 64, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _assert_rows_decode_as_alone(model, logits: list[torch.Tensor], prompts, more: torch.Tensor) -> None:
+    """Row r of each batched step's logits equals prompt r then ``more[r]`` decoded in a cache of its own."""
+    for row, prompt in enumerate(prompts):
+        state = model.init_state(batch_size=1, max_length=prompt.size(1) + more.size(1))
+        model.step(prompt, state)
+        for t, step_logits in enumerate(logits):
+            expected = model.step(more[row:row + 1, t:t + 1], state)[0, -1]
+            torch.testing.assert_close(step_logits[row], expected, atol=1e-5, rtol=0)
 
 
 def test_continuous_batch_closes_gaps_and_reuses_freed_rows_in_place(make_gpt):
     # Rows leave and join every few steps while serving: neither may copy the whole cache into new buffers,
     # and a newcomer written into a departed row's buffer must not see that row's leftovers.
     model = make_gpt()
-    prompts = torch.randint(16, 64, (3, 5), generator=torch.Generator().manual_seed(1))
-    newcomer_prompt = torch.randint(16, 64, (1, 3), generator=torch.Generator().manual_seed(2))
-    more = torch.randint(16, 64, (3, 4), generator=torch.Generator().manual_seed(3))
+    prompts, newcomer_prompt, more = _ids((3, 5), 1), _ids((1, 3), 2), _ids((3, 4), 3)
     state = model.init_state(batch_size=3, max_length=12)
     model.step(prompts, state)
     pointers = [buffer.data_ptr() for buffer in state.keys + state.values]
@@ -117,18 +122,12 @@ def test_continuous_batch_closes_gaps_and_reuses_freed_rows_in_place(make_gpt):
     assert state.batch_size == 3
     assert [buffer.data_ptr() for buffer in state.keys + state.values] == pointers  # joined in place
     logits = [model.step(more[:, t:t + 1], state)[:, -1] for t in range(4)]
-
-    for row, prompt in enumerate((prompts[:1], prompts[2:], newcomer_prompt)):
-        expected = _alone(model, prompt, more[row])
-        for t in range(4):
-            torch.testing.assert_close(logits[t][row], expected[t], atol=1e-5, rtol=0)
+    _assert_rows_decode_as_alone(model, logits, (prompts[:1], prompts[2:], newcomer_prompt), more)
 
 
 def test_a_longer_newcomer_moves_the_running_rows_right(make_gpt):
     model = make_gpt()
-    running_prompt = torch.randint(16, 64, (2, 3), generator=torch.Generator().manual_seed(4))
-    newcomer_prompt = torch.randint(16, 64, (1, 7), generator=torch.Generator().manual_seed(5))
-    more = torch.randint(16, 64, (3, 3), generator=torch.Generator().manual_seed(6))
+    running_prompt, newcomer_prompt, more = _ids((2, 3), 4), _ids((1, 7), 5), _ids((3, 3), 6)
     state = model.init_state(batch_size=2, max_length=5)
     model.step(running_prompt, state)
     newcomer = model.init_state(batch_size=1, max_length=9)
@@ -139,11 +138,7 @@ def test_a_longer_newcomer_moves_the_running_rows_right(make_gpt):
     for t in range(3):
         state.reserve(1)
         logits.append(model.step(more[:, t:t + 1], state)[:, -1])
-
-    for row, prompt in enumerate((running_prompt[:1], running_prompt[1:], newcomer_prompt)):
-        expected = _alone(model, prompt, more[row])
-        for t in range(3):
-            torch.testing.assert_close(logits[t][row], expected[t], atol=1e-5, rtol=0)
+    _assert_rows_decode_as_alone(model, logits, (running_prompt[:1], running_prompt[1:], newcomer_prompt), more)
 
 
 def test_chunked_prefill_matches_one_prefill(make_gpt):
