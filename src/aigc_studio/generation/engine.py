@@ -174,7 +174,7 @@ class RequestHandle:
 
     # The engine's side.
     def _publish(self, events: list[EngineEvent]) -> list[_AsyncListener]:
-        """Add events and wake blocking consumers; return the async consumers to wake (see :func:`_notify`)."""
+        """Add events and wake blocking consumers; return the async consumers to wake (see :func:`notify_listeners`)."""
         with self._condition:
             self._events.extend(events)
             self._condition.notify_all()
@@ -193,7 +193,7 @@ class RequestHandle:
             listeners = list(self._listeners)
         if self._observer is not None:
             self._observer.finished(result, error)
-        _notify(listeners)
+        notify_listeners(listeners)
 
 
 class _AsyncListener:
@@ -215,7 +215,7 @@ def _wake_all(listeners: list[_AsyncListener]) -> None:
         listener.wake()
 
 
-def _notify(listeners: list[_AsyncListener]) -> None:
+def notify_listeners(listeners: list[_AsyncListener]) -> None:
     """Wake async consumers with one ``call_soon_threadsafe`` per event loop, skipping those already due.
 
     Each such call writes to the loop's self-pipe; one per token per stream was the largest single cost of a
@@ -488,7 +488,7 @@ class Engine:
                 if group.active:
                     self._batch.remove(group)
                 self._finished(request, error=error)
-        _notify(listeners)
+        notify_listeners(listeners)
         with self._condition:
             self._last_batch_size = rows
             self._tokens_generated += tokens
@@ -502,7 +502,7 @@ class Engine:
                 result = self._stream_unbatched(handle)
             else:
                 result = self.backend.generate([handle.prompt], params)[0]
-                _notify(handle._publish([EngineEvent(index, candidate.text, None, candidate.finish_reason)
+                notify_listeners(handle._publish([EngineEvent(index, candidate.text, None, candidate.finish_reason)
                                          for index, candidate in enumerate(result.candidates)]))
                 with self._condition:
                     self._tokens_generated += result.completion_tokens
@@ -523,7 +523,7 @@ class Engine:
         for chunk in self.backend.stream(handle.prompt, handle.params):
             if handle.cancel_requested:
                 return None
-            _notify(handle._publish([EngineEvent(0, chunk.text, chunk.logprob, chunk.finish_reason)]))
+            notify_listeners(handle._publish([EngineEvent(0, chunk.text, chunk.logprob, chunk.finish_reason)]))
             texts.append(chunk.text)
             logprobs.append(chunk.logprob)
             finish_reason = chunk.finish_reason or finish_reason

@@ -41,7 +41,7 @@ from aigc_studio.generation.engine import (
     RequestHandle,
     check_request,
     check_sizes,
-    _notify,
+    notify_listeners,
 )
 from aigc_studio.generation.sampling_params import SamplingParams
 
@@ -218,7 +218,7 @@ class EngineProcess:
                             future.set_result(message[2])
                     elif kind == "stopped":
                         return
-                _notify(listeners)
+                notify_listeners(listeners)
         except (EOFError, OSError):
             with self._lock:
                 self._accepting = False

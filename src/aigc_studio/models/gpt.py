@@ -284,9 +284,10 @@ class KVCache:
     Between steps rows can leave (:meth:`reorder`) and join (:meth:`extend`, right-aligned with left padding).
     Continuous batching does both all the time, so neither copies the whole cache: the buffers keep room for
     more rows than the batch holds, the gaps rows leave are filled in place (by the last rows, when the
-    index says so, else by moving up the rows after them), and a newcomer is written into the free rows. Leading slots that departed rows leave as padding are
-    dropped (:meth:`compact`) once they are a quarter of the live ones or room runs out, not on every departure:
-    a copy of the whole cache to drop a slot or two costs more than the masked attention over them.
+    index says so, else by moving up the rows after them), and a newcomer is written into the free rows.
+    Leading slots that departed rows leave as padding are dropped (:meth:`compact`) once they are a quarter of
+    the live ones or room runs out, not on every departure: a copy of the whole cache to drop a slot or two
+    costs more than the masked attention over them.
     """
 
     def __init__(self, n_layer: int, batch_size: int, n_head: int, max_length: int, head_dim: int,
@@ -336,24 +337,22 @@ class KVCache:
         order = index.tolist()
         kept = len(order)
         moves = [(new, old) for new, old in enumerate(order) if new != old]
-        if order and 0 <= min(order) and max(order) < self.rows and len(set(order)) == kept and (
-                all(old >= kept for _, old in moves) or all(a < b for a, b in zip(order, order[1:]))):
-            # Rows leave, and the rest stay where they are or fill the gaps in place.
-            if all(old >= kept for _, old in moves):
-                # Rows from past the new end fill the gaps: each moves once (see DecodeBatch: departures).
-                for buffer in self._keys + self._values:
-                    for new, old in moves:
-                        buffer[new, :, :self.length] = buffer[old, :, :self.length]
-            else:
-                # The order is kept: the rows after the first gap move up.
-                first = moves[0][0]
-                for buffer in self._keys + self._values:
-                    buffer[first:kept, :, :self.length] = buffer[:, :, :self.length].index_select(0, index[first:])
-            self.rows = kept
+        rows_only_leave = bool(order) and 0 <= min(order) and max(order) < self.rows and len(set(order)) == kept
+        fill_from_the_end = all(old >= kept for _, old in moves)
+        if rows_only_leave and fill_from_the_end:
+            # Rows from past the new end fill the gaps: each moves once (see DecodeBatch: departures).
+            for buffer in self._keys + self._values:
+                for new, old in moves:
+                    buffer[new, :, :self.length] = buffer[old, :, :self.length]
+        elif rows_only_leave and all(a < b for a, b in zip(order, order[1:])):
+            # The order is kept: the rows after the first gap move up.
+            first = moves[0][0]
+            for buffer in self._keys + self._values:
+                buffer[first:kept, :, :self.length] = buffer[:, :, :self.length].index_select(0, index[first:])
         else:
             self._keys = [buffer[:self.rows].index_select(0, index) for buffer in self._keys]
             self._values = [buffer[:self.rows].index_select(0, index) for buffer in self._values]
-            self.rows = len(order)
+        self.rows = kept
         if self.key_mask is not None:
             self.key_mask = self.key_mask.index_select(0, index)
             self.positions = self.positions.index_select(0, index)
