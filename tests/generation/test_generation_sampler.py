@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import pytest
 import torch
@@ -255,12 +257,95 @@ def test_greedy_and_sampled_groups_in_one_batch_pick_as_they_would_alone(model, 
     ]
     batch = DecodeBatch(model, tokenizer)
     groups = [batch.add(prompts, params) for prompts, params in requests]
-    while batch.groups:
+    while batch.num_rows:
         batch.step()
     for group, (prompts, params) in zip(groups, requests):
         alone = generate(model, tokenizer, prompts, params)
         assert [[c.token_ids for c in output.completions] for output in group.outputs()] == \
             [[c.token_ids for c in output.completions] for output in alone]
+
+
+@dataclass(frozen=True)
+class LastTokenBias:
+    """A processor that reads each row's last token (context_width 1) and logs the rows of every call."""
+
+    context_width: ClassVar[int] = 1
+    calls: list = field(compare=False)
+
+    def __call__(self, logits, token_ids):
+        self.calls.append(token_ids.shape)
+        return logits + 2.0 * (torch.arange(logits.size(1)) % 7 == token_ids[:, -1:] % 7)
+
+
+def test_groups_with_equal_processors_go_through_them_in_one_call_and_decode_as_alone(model, tokenizer, encode):
+    from aigc_studio.generation.sampler import DecodeBatch
+
+    calls = []
+    shared = SamplingParams(temperature=1.0, top_k=20, max_tokens=8, seed=5)
+    requests = [([encode(text)], shared.replace(seed=seed)) for seed, text in enumerate(["the quick", "hello", "连衣"])]
+    batch = DecodeBatch(model, tokenizer)
+    groups = [batch.add(prompts, params, logits_processors=[LastTokenBias(calls)]) for prompts, params in requests]
+    batch.step()  # the prefill
+    batch.step()
+    # one call for the three requests, each row with its own last token (prompts of different widths)
+    assert calls == [torch.Size([3, 1])]
+    while batch.num_rows:
+        batch.step()
+    for group, (prompts, params) in zip(groups, requests):
+        alone = generate(model, tokenizer, prompts, params, logits_processors=[LastTokenBias([])])
+        assert [c.token_ids for c in group.outputs()[0].completions] == [c.token_ids for c in alone[0].completions]
+
+
+def test_groups_whose_processors_read_the_whole_sequence_run_them_one_group_at_a_time(model, tokenizer, encode):
+    from aigc_studio.generation.sampler import DecodeBatch
+
+    calls = []
+    params = SamplingParams(temperature=1.0, max_tokens=4, min_tokens=4, repetition_penalty=1.2, seed=1)
+    batch = DecodeBatch(model, tokenizer)
+    for text in ("the quick", "hello"):
+        batch.add([encode(text)], params, logits_processors=[LastTokenBias(calls)])
+    batch.step()
+    batch.step()
+    assert calls == [torch.Size([1, len(encode("the quick"))]), torch.Size([1, len(encode("hello"))])]  # own layouts
+
+
+def test_a_newcomer_is_prefilled_in_the_same_pass_as_the_running_rows(trained_gpt, tokenizer, encode):
+    from aigc_studio.generation.sampler import DecodeBatch
+
+    model, passes = trained_gpt, []
+    original = model.step_many
+    model.step_many = lambda calls, **kwargs: passes.append([ids.shape for ids, _, _ in calls]) or original(calls, **kwargs)
+    try:
+        params = SamplingParams(temperature=1.0, max_tokens=6, min_tokens=6, seed=2)
+        batch = DecodeBatch(model, tokenizer)
+        first = batch.add([encode("the quick")], params)
+        batch.step()
+        batch.step()
+        second = batch.add([encode("hello"), encode("a")], params.replace(n=2))
+        assert batch.num_rows == 5  # counted before they join, so the engine does not admit past its limit
+        while batch.num_rows:
+            batch.step()
+    finally:
+        del model.step_many
+    # the running row's token and both prompts (left-padded to one width) in one pass
+    assert passes[2] == [torch.Size([1, 1]), torch.Size([2, max(len(encode("hello")), len(encode("a")))])]
+    assert first.outputs()[0].completions[0].token_ids == only(generate(model, tokenizer, [encode("the quick")], params)).token_ids
+    alone = generate(model, tokenizer, [encode("hello"), encode("a")], params.replace(n=2))
+    assert [[c.token_ids for c in o.completions] for o in second.outputs()] == [[c.token_ids for c in o.completions] for o in alone]
+
+
+def test_a_group_removed_before_its_prefill_never_runs(model, tokenizer, encode):
+    from aigc_studio.generation.sampler import DecodeBatch
+
+    batch = DecodeBatch(model, tokenizer)
+    kept = batch.add([encode("the quick")], GREEDY)
+    dropped = batch.add([encode("hello")], GREEDY)
+    batch.remove(dropped)
+    assert batch.num_rows == 1 and dropped.active == []
+    while batch.num_rows:
+        batch.step()
+    assert dropped.candidates[0].token_ids == []
+    assert kept.outputs()[0].completions[0].text == " brown fox jumps over the lazy dog."
 
 
 def test_one_row_groups_move_into_the_gaps_departed_groups_leave_and_decode_as_alone(model, tokenizer, encode):
@@ -277,7 +362,7 @@ def test_one_row_groups_move_into_the_gaps_departed_groups_leave_and_decode_as_a
     batch = DecodeBatch(model, tokenizer)
     groups = [batch.add(prompts, params) for prompts, params in requests[:4]]
     orders = []
-    while batch.groups:
+    while batch.num_rows:
         batch.step()
         if len(orders) == 1:  # newcomers join after the second step
             groups += [batch.add(prompts, params) for prompts, params in requests[4:]]

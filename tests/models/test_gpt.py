@@ -141,6 +141,44 @@ def test_a_longer_newcomer_moves_the_running_rows_right(make_gpt):
     _assert_rows_decode_as_alone(model, logits, (running_prompt[:1], running_prompt[1:], newcomer_prompt), more)
 
 
+@pytest.mark.parametrize("last_only", [False, True])
+def test_step_many_equals_each_step_alone(make_gpt, last_only):
+    # A padded batch's decode step and two newcomers' prefills (one left-padded) in one pass: every call's
+    # logits and state end as if it had run alone.
+    model = make_gpt()
+    running, step_ids = _ids((3, 4), 7), _ids((3, 1), 8)
+    running_mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 1, 1]])
+    newcomers, newcomer_mask = _ids((2, 6), 9), torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1]])
+    single = _ids((1, 5), 10)
+
+    def fresh():
+        batch = model.init_state(batch_size=3, max_length=8)
+        model.step(running, batch, running_mask)
+        return batch, model.init_state(batch_size=2, max_length=8), model.init_state(batch_size=1, max_length=8)
+
+    alone_states, together_states = fresh(), fresh()
+    calls = [(step_ids, None), (newcomers, newcomer_mask), (single, None)]
+    alone = [model.step(ids, state, mask, last_only=last_only) for (ids, mask), state in zip(calls, alone_states)]
+    together = model.step_many([(ids, state, mask) for (ids, mask), state in zip(calls, together_states)],
+                               last_only=last_only)
+    for expected, got in zip(alone, together):
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    for expected, got in zip(alone_states, together_states):
+        assert got.length == expected.length
+        torch.testing.assert_close(got.keys[0][:, :, :got.length], expected.keys[0][:, :, :expected.length], atol=1e-5, rtol=0)
+        assert (got.key_mask is None) == (expected.key_mask is None)
+        if got.key_mask is not None:
+            assert torch.equal(got.key_mask, expected.key_mask) and torch.equal(got.positions, expected.positions)
+
+
+def test_step_many_checks_that_every_call_fits(make_gpt):
+    model = make_gpt()
+    roomy, tight = model.init_state(batch_size=1, max_length=8), model.init_state(batch_size=1, max_length=2)
+    with pytest.raises(AigcError, match="decoding past max_length=2"):
+        model.step_many([(_ids((1, 3), 1), roomy, None), (_ids((1, 3), 2), tight, None)])
+
+
 def test_chunked_prefill_matches_one_prefill(make_gpt):
     model = make_gpt()
     ids = torch.randint(16, 64, (2, 9), generator=torch.Generator().manual_seed(0))

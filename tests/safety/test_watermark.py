@@ -123,6 +123,19 @@ def test_processor_adds_delta_to_the_green_list_of_each_rows_last_token(config: 
         assert torch.equal(out[row][~green], logits[row][~green])
 
 
+def test_processors_of_one_key_are_equal_so_the_sampler_runs_their_rows_together(config: WatermarkConfig) -> None:
+    processor = WatermarkProcessor(config, VOCAB)
+    assert processor == WatermarkProcessor(config, VOCAB)
+    assert processor != WatermarkProcessor(WatermarkConfig(key=b"another key of 16+ bytes"), VOCAB)
+    assert processor != WatermarkProcessor(config, VOCAB + 1)
+    # it reads only the last context_width tokens: a row's earlier tokens do not change its bias
+    assert processor.context_width == config.context_width == 1
+    logits = torch.randn(1, VOCAB)
+    assert torch.equal(processor(logits, torch.tensor([[1, 5, 41]])), processor(logits, torch.tensor([[41]])))
+    with pytest.raises(AigcError, match="too small to watermark"):
+        WatermarkProcessor(config, 1)
+
+
 def test_processor_runs_after_penalties_and_before_temperature(config: WatermarkConfig) -> None:
     params = SamplingParams(temperature=0.7, min_tokens=3, watermark=config)
     processors = build_logits_processors(params, prompt_length=4, eos_token_ids=[2], vocab_size=VOCAB)

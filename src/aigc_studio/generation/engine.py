@@ -403,13 +403,13 @@ class Engine:
                 self._start(request)
             if self._batch is not None:
                 self._drop_cancelled()
-                if self._batch.groups:
+                if self._batch.num_rows:
                     self._step()
 
     def _has_work(self) -> bool:
         """Whether the worker has something to do now (called with the lock held)."""
-        if self._batch is not None and self._batch.groups:
-            return True  # a decode step
+        if self._batch is not None and self._batch.num_rows:
+            return True  # a decode step (or a newcomer's prefill)
         if self._stopping and (not self._drain or (not self._queue and not self._running)):
             return True  # time to stop
         if not self._queue:
@@ -492,7 +492,7 @@ class Engine:
         with self._condition:
             self._last_batch_size = rows
             self._tokens_generated += tokens
-            self._decode_steps += 1
+            self._decode_steps += 1 if updates else 0  # a step that only prefilled newcomers made no tokens
 
     def _run_unbatched(self, request: _Request) -> None:
         """One request through the backend itself: a stream when it is one candidate, else ``generate``."""

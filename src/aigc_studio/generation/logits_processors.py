@@ -9,6 +9,11 @@ A processor is any callable ``(logits, token_ids) -> logits``:
 A processor returns a new tensor and never changes its inputs, so the sampler can still take log-probabilities
 from the raw logits. Each one is a whole-tensor operation on (B, V): no Python loop over rows or the vocabulary.
 
+A processor that reads only each row's last few tokens says how many in an int attribute ``context_width``
+(0: none; the sampling warpers and the watermark). The batched sampler then runs requests with equal
+processors through them in one call, giving them just those last columns, whatever their prompts' widths;
+a processor without the attribute is given its own request's layout as above.
+
 :func:`build_logits_processors` puts them in this fixed order (docs/generation.md explains why):
 
 1. :class:`RepetitionPenalty`        (CTRL, Keskar et al. 2019)
@@ -32,6 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -130,6 +136,7 @@ class MinTokens:
 class Temperature:
     """Divide the logits by the temperature: < 1 sharpens the distribution, > 1 flattens it."""
 
+    context_width: ClassVar[int] = 0  # reads no tokens
     temperature: float
 
     def __call__(self, logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
@@ -141,6 +148,7 @@ class TopK:
     """Keep the ``k`` highest logits of each row, drop the rest (of tokens tied at the k-th value, topk's
     choice is kept, so exactly k remain)."""
 
+    context_width: ClassVar[int] = 0  # reads no tokens
     k: int
 
     def __call__(self, logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
@@ -155,6 +163,7 @@ class TopK:
 class TopP:
     """Keep the smallest set of most likely tokens whose probabilities sum to at least ``p``."""
 
+    context_width: ClassVar[int] = 0  # reads no tokens
     p: float
 
     def __call__(self, logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
@@ -173,6 +182,7 @@ class MinP:
     Done on logits: ``prob_i < p * prob_max`` is ``logit_i < logit_max + log(p)``, which needs no softmax.
     """
 
+    context_width: ClassVar[int] = 0  # reads no tokens
     p: float
 
     def __call__(self, logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -126,6 +127,9 @@ class DecodeGroup:
         self.active = list(candidates)
         self.eos_token_ids = eos_token_ids
         self.processors = processors
+        # The last tokens every processor reads, when all of them say (context_width); None: the whole layout.
+        widths = [getattr(processor, "context_width", None) for processor in processors]
+        self.context_width = None if None in widths else max(widths, default=0)
         self.text_every_step = text_every_step
         self.top_k = params.logprobs or 0
         self.longest_stop = max((len(stop) for stop in params.stop), default=0)
@@ -148,6 +152,18 @@ class DecodeGroup:
         """The active candidates' raw logits (rows, V) through the group's processors."""
         return apply_logits_processors(self.processors, raw_logits, self.token_buffer[:, :self.prompt_length + self.steps])
 
+    def shares_processors_with(self, other: DecodeGroup) -> bool:
+        """Whether this group's rows can go through ``other``'s processors in the same call: equal processors
+        that read only their rows' last tokens, of which both groups have enough."""
+        width = self.context_width
+        return (width is not None and self.processors == other.processors
+                and min(self.prompt_length + self.steps, other.prompt_length + other.steps) >= width)
+
+    def last_tokens(self, width: int) -> torch.Tensor:
+        """(rows, width): the active candidates' last ``width`` tokens (prompt tokens at the first step)."""
+        end = self.prompt_length + self.steps
+        return self.token_buffer[:, end - width:end]
+
     def step_uniforms(self) -> torch.Tensor | None:
         """This step's uniform (rows,) of every active candidate; None when the group decodes greedily."""
         return None if self.uniforms is None else self.uniforms[:, self.steps]
@@ -165,12 +181,28 @@ class DecodeGroup:
             self.uniforms = self.uniforms.index_select(0, index)
 
 
+@dataclass
+class _Prefill:
+    """A group added to a :class:`DecodeBatch` whose prompts the next step prefills: the prompts left-padded
+    (P, T) with their mask, the group's own empty state, and the index that copies each prompt to its
+    ``n`` candidates (None when n is 1)."""
+
+    group: DecodeGroup
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    state: Any
+    expand: torch.Tensor | None
+
+
 class DecodeBatch:
     """Sequences of several requests decoded together: one model step per token for all of them.
 
     Groups (:meth:`add`) join between steps and leave when their last candidate finishes or when removed
-    (:meth:`remove`); each group keeps its own sampling settings. The model must be in eval mode; one thread
-    at a time may use a batch.
+    (:meth:`remove`); each group keeps its own sampling settings. A group's prompt is prefilled by the next
+    :meth:`step`, in the same pass through the model as the running rows' next tokens when the model has
+    ``step_many`` (a GPT), so admitting a request costs about the difference in size rather than a pass of
+    its own; its first token is picked the step after. The model must be in eval mode; one thread at a time
+    may use a batch.
 
     Args:
         model: a model with the ``init_state``/``step`` decoding contract (docs/architecture.md, "Models"),
@@ -186,13 +218,14 @@ class DecodeBatch:
         self.context = context_length(model, max_length)
         self.device = model_device(model)
         self.groups: list[DecodeGroup] = []  # their active candidates are the batch rows, in this order
+        self.joining: list[_Prefill] = []  # groups added since the last step, prefilled by the next one
         self.state = None  # the model's decoding state for every row; None while the batch is empty
         self.logits: torch.Tensor | None = None  # (rows, V): every row's next-token logits, not yet used
 
     @property
     def num_rows(self) -> int:
-        """Candidates decoding now (the model's batch size at the next step)."""
-        return sum(len(group.active) for group in self.groups)
+        """Candidates decoding now or joining at the next step; 0 when there is nothing left to do."""
+        return sum(len(group.active) for group in self.groups) + sum(len(p.group.active) for p in self.joining)
 
     @torch.inference_mode()
     def add(
@@ -203,7 +236,7 @@ class DecodeBatch:
         logits_processors: Sequence[LogitsProcessor] = (),
         text_every_step: bool = False,
     ) -> DecodeGroup:
-        """Prefill ``prompts`` and add their ``params.n`` candidates each to the batch.
+        """Add ``params.n`` candidates for each of ``prompts`` to the batch (prefilled by the next :meth:`step`).
 
         Args:
             prompts: token ids of each prompt, special tokens included.
@@ -212,7 +245,8 @@ class DecodeBatch:
             text_every_step: keep every candidate's ``text`` current after each step (streaming).
 
         Returns:
-            The new group; its candidates fill in as :meth:`step` runs.
+            The new group; its prompt is prefilled by the next :meth:`step` and its candidates fill in from
+            the step after.
 
         Raises:
             AigcError: invalid params, beam search, or a prompt that is empty, has unknown ids or fills the context.
@@ -226,33 +260,24 @@ class DecodeBatch:
         input_ids, attention_mask = left_pad(prompts, self.tokenizer.pad_id, self.device)
         max_steps = max(budgets)
 
-        # 1. prefill each distinct prompt once, then copy its state and last logits to its n candidates.
-        # The last sampled token is never fed back, hence max_steps - 1 slots after the prompt (capped by the
-        # context: a row never needs more, and the cache compacts away padding that rows leave behind).
+        # Each distinct prompt is prefilled once (at the next step); its state and last logits are then copied
+        # to its n candidates. The last sampled token is never fed back, hence max_steps - 1 slots after the
+        # prompt (capped by the context: a row never needs more, and the cache compacts away padding that rows
+        # leave behind).
         capacity = input_ids.size(1) + max_steps - 1
         if context is not None:
             capacity = min(capacity, context)
         state = self.model.init_state(len(prompts), capacity, device=self.device)
-        logits = self.model.step(input_ids, state, attention_mask, last_only=True)[:, -1]  # (P, V)
-        if params.n > 1:
-            expand = torch.arange(len(prompts), device=self.device).repeat_interleave(params.n)
-            state.reorder(expand)
-            logits = logits.index_select(0, expand)
-            input_ids = input_ids.index_select(0, expand)
         uniforms = None if params.greedy else _candidate_uniforms(candidates, params.seed, max_steps).to(self.device)
         processors = build_logits_processors(params, prompt_length=input_ids.size(1), eos_token_ids=eos_token_ids,
                                              pad_id=self.tokenizer.pad_id, vocab_size=self.model.config.vocab_size,
                                              extra=logits_processors)
-        group = DecodeGroup(prompts, candidates, params, prompt_ids=input_ids, eos_token_ids=eos_token_ids,
-                            processors=processors, uniforms=uniforms, text_every_step=text_every_step)
-
-        # 2. merge into the running batch: its rows come after everyone else's
-        if self.state is None:
-            self.state, self.logits = state, logits
-        else:
-            self.state.extend(state)
-            self.logits = torch.cat([self.logits, logits])
-        self.groups.append(group)
+        expand = torch.arange(len(prompts), device=self.device).repeat_interleave(params.n) if params.n > 1 else None
+        group = DecodeGroup(prompts, candidates, params,
+                            prompt_ids=input_ids if expand is None else input_ids.index_select(0, expand),
+                            eos_token_ids=eos_token_ids, processors=processors, uniforms=uniforms,
+                            text_every_step=text_every_step)
+        self.joining.append(_Prefill(group, input_ids, attention_mask, state, expand))
         return group
 
     @torch.inference_mode()
@@ -263,15 +288,14 @@ class DecodeBatch:
             For every group that was running, the candidates that got a token (finished ones have their
             ``finish_reason`` and final ``text`` set).
         """
+        if not self.groups:
+            self._forward(None)  # only newcomers, if any: their prefill
+            return []
         # 1. pick the next token of every active candidate: each group's own processors on its rows, then one
         # argmax or inverse-CDF draw for the whole batch (row by row the same as group by group, at one
         # kernel launch instead of one per group)
         raw_logits = self.logits.float()
-        scores, start = [], 0
-        for group in self.groups:
-            scores.append(group.scores(raw_logits[start:start + len(group.active)]))
-            start += len(group.active)
-        next_tokens = _pick(scores[0] if len(scores) == 1 else torch.cat(scores), self.groups)
+        next_tokens = _pick(self._scores(raw_logits), self.groups)
         start = 0
         for group in self.groups:
             group.record(next_tokens[start:start + len(group.active)])
@@ -300,19 +324,74 @@ class DecodeBatch:
             group.steps += 1
             updates.append((group, list(group.active)))
 
-        # 4. finished candidates leave the batch; feed the others' tokens back
+        # 4. finished candidates leave the batch; feed the others' tokens back (with any newcomers' prompts)
         self.logits = None
         index = self._retain([candidate.finish_reason is None for group in self.groups for candidate in group.active])
-        if self.state is not None:
-            if index is not None:
-                next_tokens = next_tokens.index_select(0, index)
-            self.state.reserve(1)
-            self.logits = self.model.step(next_tokens[:, None], self.state)[:, -1]  # (B, V)
+        if self.state is not None and index is not None:
+            next_tokens = next_tokens.index_select(0, index)
+        self._forward(next_tokens[:, None] if self.state is not None else None)
         return updates
+
+    def _forward(self, next_tokens: torch.Tensor | None) -> None:
+        """Feed the running rows' ``next_tokens`` (B, 1) (None when no row runs) and prefill the joining groups,
+        in one pass when the model can; newcomers' rows then come after everyone else's."""
+        calls = []
+        if next_tokens is not None:
+            self.state.reserve(1)
+            calls.append((next_tokens, self.state, None))
+        calls += [(joining.input_ids, joining.state, joining.attention_mask) for joining in self.joining]
+        if not calls:
+            return
+        if hasattr(self.model, "step_many"):
+            results = self.model.step_many(calls, last_only=True)
+        else:
+            results = [self.model.step(*call, last_only=True) for call in calls]
+        if next_tokens is not None:
+            self.logits = results.pop(0)[:, -1]  # (B, V)
+        for joining, logits in zip(self.joining, results):
+            state, logits = joining.state, logits[:, -1]  # (P, V)
+            if joining.expand is not None:
+                state.reorder(joining.expand)
+                logits = logits.index_select(0, joining.expand)
+            if self.state is None:
+                self.state, self.logits = state, logits
+            else:
+                self.state.extend(state)
+                self.logits = torch.cat([self.logits, logits])
+            self.groups.append(joining.group)
+        self.joining = []
+
+    def _scores(self, raw_logits: torch.Tensor) -> torch.Tensor:
+        """Every row's logits (B, V) through its group's processors. Consecutive groups with equal processors
+        that read only the last few tokens (served requests with the same settings) go through them in one
+        call: a step then costs a few calls per distinct setting, not per request."""
+        runs: list[list[DecodeGroup]] = []
+        for group in self.groups:
+            if runs and group.shares_processors_with(runs[-1][-1]):
+                runs[-1].append(group)
+            else:
+                runs.append([group])
+        scores, start = [], 0
+        for run in runs:
+            size = sum(len(group.active) for group in run)
+            logits = raw_logits[start:start + size]
+            if len(run) == 1:
+                scores.append(run[0].scores(logits))
+            elif not run[0].processors:
+                scores.append(logits)
+            else:
+                width = run[0].context_width
+                token_ids = torch.cat([group.last_tokens(width) for group in run])
+                scores.append(apply_logits_processors(run[0].processors, logits, token_ids))
+            start += size
+        return scores[0] if len(scores) == 1 else torch.cat(scores)
 
     def remove(self, group: DecodeGroup) -> None:
         """Drop ``group``'s rows now (a cancelled request); its candidates keep what they generated."""
-        self._retain([other is not group for other in self.groups for _ in other.active])
+        if any(joining.group is group for joining in self.joining):
+            self.joining = [joining for joining in self.joining if joining.group is not group]
+        else:
+            self._retain([other is not group for other in self.groups for _ in other.active])
         group.active = []
 
     def _retain(self, keep: list[bool]) -> torch.Tensor | None:
@@ -467,7 +546,7 @@ def generate(
     with eval_mode(model):
         batch = DecodeBatch(model, tokenizer, max_length=max_length)
         group = batch.add(prompts, params, logits_processors=logits_processors or ())
-        while batch.groups:
+        while batch.num_rows:
             batch.step()
     return group.outputs()
 
@@ -517,7 +596,7 @@ def _stream_events(
     with eval_mode(model):
         batch = DecodeBatch(model, tokenizer, max_length=max_length)
         batch.add([prompt_ids], params, logits_processors=logits_processors, text_every_step=True)
-        while batch.groups:
+        while batch.num_rows:
             for _, candidates in batch.step():
                 for candidate in candidates:
                     yield stream_event(candidate, params)

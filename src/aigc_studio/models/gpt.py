@@ -21,6 +21,7 @@ variants), Zhang & Sennrich 2019 (RMSNorm).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -225,6 +226,27 @@ class Attention(nn.Module):
         """Attend over ``x`` (B, T, C) and the cache; ``cos``/``sin`` broadcast to (B, T, 2, nh, hd)."""
         B, T, C = x.size()
         qkv = linear(x, self.qkv_weight()).view(B, T, 3, self.n_head, self.head_dim)  # one matmul for q, k, v
+        y = self._attend(qkv, cos, sin, cache, attn_mask)  # (B, T, C)
+        return self.resid_dropout(linear(y, self.o_proj.weight))
+
+    def forward_parts(self, x: torch.Tensor, parts: Sequence[StepPart]) -> torch.Tensor:
+        """:meth:`forward` for the tokens (N, C) of several batches, each with its own cache (inference only).
+
+        The projections run once over all N tokens; attention runs part by part.
+        """
+        qkv = linear(x, self.qkv_weight())  # (N, 3C)
+        outputs, start = [], 0
+        for part in parts:
+            size = part.rows * part.tokens
+            view = qkv[start:start + size].view(part.rows, part.tokens, 3, self.n_head, self.head_dim)
+            outputs.append(self._attend(view, part.cos, part.sin, part.cache, part.attn_mask).view(size, -1))
+            start += size
+        return linear(torch.cat(outputs), self.o_proj.weight)
+
+    def _attend(self, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None,
+                attn_mask: torch.Tensor | None) -> torch.Tensor:
+        """Rotate, cache and attend the projected ``qkv`` (B, T, 3, nh, hd); returns (B, T, C) before ``o_proj``."""
+        B, T = qkv.shape[:2]
         q, k = apply_rotary(qkv[:, :, :2], cos, sin).permute(2, 0, 3, 1, 4)  # each (B, nh, T, hd)
         v = qkv[:, :, 2].transpose(1, 2)  # (B, nh, T, hd)
         if cache is not None:
@@ -237,8 +259,7 @@ class Attention(nn.Module):
             dropout_p=self.attn_dropout if self.training else 0.0,
             is_causal=attn_mask is None and T > 1,
         )  # (B, nh, T, hd)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
-        return self.resid_dropout(linear(y, self.o_proj.weight))
+        return y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)
 
 
 class SwiGLU(nn.Module):
@@ -270,6 +291,11 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
                 attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, attn_mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+    def forward_parts(self, x: torch.Tensor, parts: Sequence[StepPart]) -> torch.Tensor:
+        """:meth:`forward` for the tokens (N, C) of several batches, each with its own cache (inference only)."""
+        x = x + self.self_attn.forward_parts(self.input_layernorm(x), parts)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -446,6 +472,20 @@ class KVCache:
         self.length = end
 
 
+@dataclass(frozen=True)
+class StepPart:
+    """One call's share of a :meth:`GPT.step_many` pass: the shape of its new tokens (``rows`` x ``tokens``),
+    their rotary tables and attention mask, its cache, and the cache length once they are in."""
+
+    rows: int
+    tokens: int
+    cos: torch.Tensor
+    sin: torch.Tensor
+    cache: KVCache
+    attn_mask: torch.Tensor | None
+    end: int
+
+
 class GPT(nn.Module):
     """The decoder-only language model; see the module docstring and docs/architecture.md "Models"."""
 
@@ -535,6 +575,50 @@ class GPT(nn.Module):
         Raises:
             AigcError: the new tokens do not fit in the cache.
         """
+        part = self._step_part(input_ids, state, attention_mask)
+        x = self.embed_tokens(input_ids)  # (B, T, C)
+        for layer in self.layers:
+            x = layer(x, part.cos, part.sin, state, part.attn_mask)
+        state.length = part.end
+        if last_only:
+            x = x[:, -1:]
+        return linear(self.norm(x), self.lm_head.weight)  # (B, T, V), or (B, 1, V) with last_only
+
+    @torch.no_grad()
+    def step_many(self, steps: Sequence[tuple[torch.Tensor, KVCache, torch.Tensor | None]], *,
+                  last_only: bool = False) -> list[torch.Tensor]:
+        """Several :meth:`step` calls, each ``(input_ids, state, attention_mask)``, in one pass through the model.
+
+        Every layer's projections and feed-forward run once over the new tokens of all of them, and attention
+        runs for each against its own state: a batch's decode step and a newcomer's prefill cost one pass,
+        about the price of the longer one alone, instead of two (continuous batching admits requests this
+        way). Each result equals its own :meth:`step` up to float rounding.
+
+        Returns:
+            The logits of each call, in order, as :meth:`step` returns them.
+
+        Raises:
+            AigcError: new tokens that do not fit in their state.
+        """
+        if len(steps) == 1:
+            return [self.step(*steps[0], last_only=last_only)]
+        parts = [self._step_part(input_ids, state, attention_mask) for input_ids, state, attention_mask in steps]
+        x = self.embed_tokens(torch.cat([input_ids.reshape(-1) for input_ids, _, _ in steps]))  # (N, C)
+        for layer in self.layers:
+            x = layer.forward_parts(x, parts)
+        kept, start = [], 0
+        for part in parts:
+            part.cache.length = part.end
+            tokens = x[start:start + part.rows * part.tokens].view(part.rows, part.tokens, -1)
+            kept.append(tokens[:, -1:] if last_only else tokens)
+            start += part.rows * part.tokens
+        logits = linear(self.norm(torch.cat([tokens.reshape(-1, tokens.size(-1)) for tokens in kept])),
+                        self.lm_head.weight)  # (sum of kept tokens, V)
+        sizes = [tokens.size(0) * tokens.size(1) for tokens in kept]
+        return [chunk.view(tokens.size(0), tokens.size(1), -1) for chunk, tokens in zip(logits.split(sizes), kept)]
+
+    def _step_part(self, input_ids: torch.Tensor, state: KVCache, attention_mask: torch.Tensor | None) -> StepPart:
+        """Check that the tokens fit, record their padding in ``state``, and make their rotary tables and mask."""
         B, T = input_ids.size()
         start, end = state.length, state.length + T
         if end > state.max_length:
@@ -542,11 +626,11 @@ class GPT(nn.Module):
                             param="max_length")
         if attention_mask is not None and state.key_mask is None and not bool(attention_mask.all()):
             state.track_padding()
-        x = self.embed_tokens(input_ids)  # (B, T, C)
+        device = input_ids.device
         if state.key_mask is None:
             # Every slot holds a real token: positions are slot numbers, shared by all rows.
             cos, sin = self.rope_cos[start:end, None, None], self.rope_sin[start:end, None, None]  # (T, 1, 1, hd)
-            attn_mask = None if start == 0 or T == 1 else self._causal_mask(start, end, x.device)[None, None]
+            attn_mask = None if start == 0 or T == 1 else self._causal_mask(start, end, device)[None, None]
         else:
             real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
             state.key_mask[:, start:end] = real
@@ -556,15 +640,10 @@ class GPT(nn.Module):
             # A query sees earlier real tokens, and always its own slot so a padding query never has an
             # all-masked row: some attention kernels (and older PyTorch) return NaN there, and NaN in a
             # padding slot's cached values would leak into real rows through 0 * NaN.
-            own_slot = torch.arange(end, device=x.device)[None, :] == torch.arange(start, end, device=x.device)[:, None]
-            attn_mask = (self._causal_mask(start, end, x.device) & state.key_mask[:, None, :end]) | own_slot  # (B, T, S)
+            own_slot = torch.arange(end, device=device)[None, :] == torch.arange(start, end, device=device)[:, None]
+            attn_mask = (self._causal_mask(start, end, device) & state.key_mask[:, None, :end]) | own_slot  # (B, T, S)
             attn_mask = attn_mask.unsqueeze(1)  # (B, 1, T, S)
-        for layer in self.layers:
-            x = layer(x, cos, sin, state, attn_mask)
-        state.length = end
-        if last_only:
-            x = x[:, -1:]
-        return linear(self.norm(x), self.lm_head.weight)  # (B, T, V), or (B, 1, V) with last_only
+        return StepPart(B, T, cos, sin, state, attn_mask, end)
 
     @staticmethod
     def _causal_mask(start: int, end: int, device: torch.device) -> torch.Tensor:

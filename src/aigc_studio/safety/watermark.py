@@ -232,22 +232,29 @@ def green_list(config: WatermarkConfig, context: Sequence[int], vocab_size: int)
 # -- generation ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
 class WatermarkProcessor:
     """Adds ``delta`` to the green tokens' logits: a logits processor ``(logits (B, V), token_ids (B, T)) -> logits``.
 
-    ``token_ids`` is the sampler's layout (generation/logits_processors.py): each row's left-padded prompt,
-    then its generated tokens, so a row's last ``context_width`` columns are the tokens just before the one
-    being chosen (the prompt's last tokens at the first step). Run it after the penalties and before the
-    temperature, as the paper does; :func:`~aigc_studio.generation.logits_processors.build_logits_processors`
-    puts it there when ``SamplingParams.watermark`` is set.
+    ``token_ids`` holds each row's tokens so far (generation/logits_processors.py), of which only the last
+    ``context_width`` are read: the tokens just before the one being chosen (the prompt's last tokens at the
+    first step). Run it after the penalties and before the temperature, as the paper does;
+    :func:`~aigc_studio.generation.logits_processors.build_logits_processors` puts it there when
+    ``SamplingParams.watermark`` is set. Two processors with the same key, strength and vocabulary are equal,
+    so the batched sampler runs the rows of every request marked with one key through one call.
     """
 
-    def __init__(self, config: WatermarkConfig, vocab_size: int) -> None:
-        if vocab_size < 2:
-            raise AigcError(f"vocab_size={vocab_size} is too small to watermark; it needs at least 2 tokens")
-        self.config = config
-        self.vocab_size = vocab_size
-        self.green_size = green_list_size(config.gamma, vocab_size)
+    config: WatermarkConfig
+    vocab_size: int
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 2:
+            raise AigcError(f"vocab_size={self.vocab_size} is too small to watermark; it needs at least 2 tokens")
+
+    @property
+    def context_width(self) -> int:
+        """How many of each row's last tokens seed its green list."""
+        return self.config.context_width
 
     def __call__(self, logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
         if logits.size(-1) != self.vocab_size:
@@ -257,8 +264,9 @@ class WatermarkProcessor:
             return logits
         # Hashing runs on the CPU: one small copy of the contexts (B, h) in, one (B, V) bias out per step; the
         # biases themselves come from the bounded cache, so a step costs a lookup per row and one addition.
-        contexts = token_ids[:, -width:].tolist()
-        biases = [_green_bias(context_seed(self.config.key, context), self.vocab_size, self.green_size, self.config.delta)
+        green_size = green_list_size(self.config.gamma, self.vocab_size)
+        contexts = token_ids[:, token_ids.size(1) - width:].tolist()
+        biases = [_green_bias(context_seed(self.config.key, context), self.vocab_size, green_size, self.config.delta)
                   for context in contexts]
         bias = biases[0][None] if len(biases) == 1 else torch.stack(biases)  # (B, V)
         return logits + bias.to(device=logits.device, dtype=logits.dtype)
