@@ -3,13 +3,15 @@
 
 The loop:
 
-1. :meth:`DecodeBatch.add` left-pads a request's prompts and runs them through the model once (prefill),
+1. :meth:`DecodeBatch.add` checks a request and left-pads its prompts; the next step runs them through the
+   model once (prefill, in the same pass as the running rows' tokens when the model has ``step_many``),
    copies each prompt's decoding state to its ``n`` candidates, and merges them into the running batch
    (``state.extend``: the caches are right-aligned, the shorter side left-padded);
 2. :meth:`DecodeBatch.step`, for all running candidates together: each group applies its own logits
-   processors to its rows and picks the next token (argmax when greedy, else inverse-CDF sampling with the
-   candidate's own random numbers); the tokens and their raw log-probabilities come back to the CPU in one
-   copy (the step's only device-to-host copy), and the tokens are fed back in one model step;
+   processors to its rows (requests with equal processors that read only their last tokens in one call) and
+   picks the next token (argmax when greedy, else inverse-CDF sampling with the candidate's own random
+   numbers); the tokens and their raw log-probabilities come back to the CPU in one copy (the step's only
+   device-to-host copy), and the tokens are fed back in one model pass;
 3. a candidate finishes on ``<eos>``, a stop token, a stop string or its token budget; finished candidates
    leave the batch (``state.reorder`` drops their rows), so they cost nothing afterwards. Groups can join and
    leave between any two steps (continuous batching, :mod:`~aigc_studio.generation.engine`).
