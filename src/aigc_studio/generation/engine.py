@@ -4,7 +4,8 @@ Requests enter a bounded queue (:meth:`Engine.submit`; a full queue raises :clas
 it never blocks). A worker thread decodes all running requests together, one model step per token for every
 row of every request (continuous batching, Yu et al. 2022 "Orca"): between two steps, queued requests join
 (their prompt is prefilled in the next step's pass and its state merged into the running batch,
-:class:`DecodeBatch`) and finished or cancelled ones leave. A request with ``n`` candidates takes ``n`` of the ``max_batch_size`` rows.
+:class:`DecodeBatch`) and finished or cancelled ones leave. A request with ``n`` candidates takes ``n`` of the
+``max_batch_size`` rows.
 
 Each candidate keeps its own random numbers (see :mod:`~aigc_studio.generation.sampler`), so a request's result
 is the same as ``backend.generate([prompt], params)[0]`` with the same seed, whatever it shares the batch with;

@@ -215,33 +215,26 @@ class Attention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
         self.qkv_weight = StackedWeight(self.q_proj, self.k_proj, self.v_proj)  # (3C, C)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        cache: KVCache | None = None,
-        attn_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Attend over ``x`` (B, T, C) and the cache; ``cos``/``sin`` broadcast to (B, T, 2, nh, hd)."""
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """Attend causally over whole sequences ``x`` (B, T, C) from position 0; ``cos``/``sin`` (T, 1, 1, hd)."""
         B, T, C = x.size()
         qkv = linear(x, self.qkv_weight()).view(B, T, 3, self.n_head, self.head_dim)  # one matmul for q, k, v
-        y = self._attend(qkv, cos, sin, cache, attn_mask)  # (B, T, C)
-        return self.resid_dropout(linear(y, self.o_proj.weight))
+        return self.resid_dropout(linear(self._attend(qkv, cos, sin, None, None), self.o_proj.weight))
 
     def forward_parts(self, x: torch.Tensor, parts: Sequence[StepPart]) -> torch.Tensor:
-        """:meth:`forward` for the tokens (N, C) of several batches, each with its own cache (inference only).
+        """Attend the new tokens (N, C) of one or more batches, each over its own KV cache (decoding).
 
         The projections run once over all N tokens; attention runs part by part.
         """
-        qkv = linear(x, self.qkv_weight())  # (N, 3C)
+        qkv = linear(x, self.qkv_weight())  # (N, 3C): one matmul for q, k, v
         outputs, start = [], 0
         for part in parts:
             size = part.rows * part.tokens
             view = qkv[start:start + size].view(part.rows, part.tokens, 3, self.n_head, self.head_dim)
             outputs.append(self._attend(view, part.cos, part.sin, part.cache, part.attn_mask).view(size, -1))
             start += size
-        return linear(torch.cat(outputs), self.o_proj.weight)
+        y = _joined(outputs)  # (N, C)
+        return self.resid_dropout(linear(y, self.o_proj.weight))
 
     def _attend(self, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None,
                 attn_mask: torch.Tensor | None) -> torch.Tensor:
@@ -288,13 +281,12 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.n_embd, config.norm_eps)
         self.mlp = SwiGLU(config)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
-                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, attn_mask)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
         return x + self.mlp(self.post_attention_layernorm(x))
 
     def forward_parts(self, x: torch.Tensor, parts: Sequence[StepPart]) -> torch.Tensor:
-        """:meth:`forward` for the tokens (N, C) of several batches, each with its own cache (inference only)."""
+        """:meth:`forward` for the new tokens (N, C) of one or more batches, each with its own KV cache."""
         x = x + self.self_attn.forward_parts(self.input_layernorm(x), parts)
         return x + self.mlp(self.post_attention_layernorm(x))
 
@@ -486,6 +478,11 @@ class StepPart:
     end: int
 
 
+def _joined(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat(tensors)``, without the copy when there is one (a plain :meth:`GPT.step` is one part)."""
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+
+
 class GPT(nn.Module):
     """The decoder-only language model; see the module docstring and docs/architecture.md "Models"."""
 
@@ -575,14 +572,7 @@ class GPT(nn.Module):
         Raises:
             AigcError: the new tokens do not fit in the cache.
         """
-        part = self._step_part(input_ids, state, attention_mask)
-        x = self.embed_tokens(input_ids)  # (B, T, C)
-        for layer in self.layers:
-            x = layer(x, part.cos, part.sin, state, part.attn_mask)
-        state.length = part.end
-        if last_only:
-            x = x[:, -1:]
-        return linear(self.norm(x), self.lm_head.weight)  # (B, T, V), or (B, 1, V) with last_only
+        return self.step_many([(input_ids, state, attention_mask)], last_only=last_only)[0]
 
     @torch.no_grad()
     def step_many(self, steps: Sequence[tuple[torch.Tensor, KVCache, torch.Tensor | None]], *,
@@ -600,10 +590,8 @@ class GPT(nn.Module):
         Raises:
             AigcError: new tokens that do not fit in their state.
         """
-        if len(steps) == 1:
-            return [self.step(*steps[0], last_only=last_only)]
         parts = [self._step_part(input_ids, state, attention_mask) for input_ids, state, attention_mask in steps]
-        x = self.embed_tokens(torch.cat([input_ids.reshape(-1) for input_ids, _, _ in steps]))  # (N, C)
+        x = self.embed_tokens(_joined([input_ids.reshape(-1) for input_ids, _, _ in steps]))  # (N, C)
         for layer in self.layers:
             x = layer.forward_parts(x, parts)
         kept, start = [], 0
@@ -612,7 +600,7 @@ class GPT(nn.Module):
             tokens = x[start:start + part.rows * part.tokens].view(part.rows, part.tokens, -1)
             kept.append(tokens[:, -1:] if last_only else tokens)
             start += part.rows * part.tokens
-        logits = linear(self.norm(torch.cat([tokens.reshape(-1, tokens.size(-1)) for tokens in kept])),
+        logits = linear(self.norm(_joined([tokens.reshape(-1, tokens.size(-1)) for tokens in kept])),
                         self.lm_head.weight)  # (sum of kept tokens, V)
         sizes = [tokens.size(0) * tokens.size(1) for tokens in kept]
         return [chunk.view(tokens.size(0), tokens.size(1), -1) for chunk, tokens in zip(logits.split(sizes), kept)]
