@@ -105,6 +105,7 @@ class ModelSettings(BaseModel):
     prompt_format: Literal["records", "text"] | None = None  # None: the model directory's own (else "text")
     device: str = "cpu"  # builtin, transformers: cpu, cuda, cuda:N
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # transformers
+    quantize: Literal["none", "int8"] = "none"  # builtin, transformers: int8 weights for faster CPU decoding
     context_length: int | None = Field(None, ge=2)  # None: what the model states
     timeout: float = Field(60.0, gt=0)  # openai: seconds per request
     max_retries: int = Field(2, ge=0)  # openai: retries of 5xx and connection errors, with exponential back-off

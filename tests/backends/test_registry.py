@@ -106,3 +106,19 @@ def test_the_bundled_intent_router_is_listed_as_such_and_not_loaded_as_a_generat
     assert entries["banking-intents"].backend == "intents" and entries["banking-intents"].problem is None
     with pytest.raises(AigcError, match="intent router, not a text generator.*aigc support classify"):
         load_backend("banking-intents", Settings())
+
+
+def test_quantize_comes_from_the_table_or_the_call_and_the_cli_flag(tiny_gpt2_dir: Path):
+    settings = Settings(models={"fast": {"path": "e2e-copy", "quantize": "int8"},
+                                "remote": {"backend": "openai", "url": "http://127.0.0.1:9/v1"}})
+    assert load_backend("fast", settings).model.lm_head_weight.int8
+    assert not load_backend("e2e-copy", settings).model.lm_head_weight.int8
+    assert load_backend("e2e-copy", settings, quantize="int8").model.lm_head_weight.int8
+    with pytest.raises(AigcError, match="quantize it there"):
+        load_backend("remote", settings, quantize="int8", check=False)
+    prompt = "name[The Eagle], eatType[pub], area[riverside]"
+    result = runner.invoke(app, ["generate", "--model", "e2e-copy", "--prompt", prompt, "--quantize", "int8", "--seed", "1"])
+    assert result.exit_code == 0 and result.stdout.strip(), result.output
+    refused = runner.invoke(app, ["generate", "--model", str(tiny_gpt2_dir), "--prompt", prompt, "--quantize", "int4"])
+    assert isinstance(refused.exception, AigcError)
+    assert "unknown quantization 'int4'; use one of: none, int8" in str(refused.exception)

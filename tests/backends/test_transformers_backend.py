@@ -166,3 +166,15 @@ def test_the_serving_engine_gives_what_the_backend_gives(llama: TransformersBack
         assert streamed == expected[0]
     finally:
         engine.shutdown()
+
+
+def test_int8_transformers_models_score_close_to_fp32_and_generate(tiny_hf_dir: Path):
+    exact = load(tiny_hf_dir)
+    int8 = TransformersBackend.from_directory(tiny_hf_dir, quantize="int8")
+    assert type(int8.model.hf.get_output_embeddings()).__name__ == "Int8Linear"  # Conv1D layers of GPT-2 too
+    exact_logprobs = [token.logprob for token in exact.score("A riverside pub", " serving Italian food")]
+    int8_logprobs = [token.logprob for token in int8.score("A riverside pub", " serving Italian food")]
+    assert exact_logprobs != int8_logprobs
+    assert max(abs(a - b) for a, b in zip(exact_logprobs, int8_logprobs)) < 0.05
+    result = int8.generate(["A riverside pub"], SamplingParams(max_tokens=5, min_tokens=5, temperature=0))[0]
+    assert result.candidates[0].num_tokens == 5

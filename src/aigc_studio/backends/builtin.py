@@ -24,6 +24,7 @@ from aigc_studio.generation.outputs import Completion, StreamEvent
 from aigc_studio.generation.sampler import generate, stream
 from aigc_studio.generation.sampling_params import SamplingParams
 from aigc_studio.models.model_dir import LoadedModel, load_pretrained, weights_sha256
+from aigc_studio.models.quantization import quantize_model
 
 
 class BuiltinBackend:
@@ -46,9 +47,18 @@ class BuiltinBackend:
         )
 
     @classmethod
-    def from_directory(cls, directory: str | Path, *, name: str | None = None, device: str = "cpu") -> BuiltinBackend:
-        """Load a model directory (see :func:`~aigc_studio.models.model_dir.load_pretrained` for its errors)."""
-        return cls(load_pretrained(directory, device=device), name=name)
+    def from_directory(cls, directory: str | Path, *, name: str | None = None, device: str = "cpu",
+                       quantize: str = "none") -> BuiltinBackend:
+        """Load a model directory; ``quantize="int8"`` decodes with int8 weights on the CPU
+        (:mod:`~aigc_studio.models.quantization`).
+
+        Raises:
+            AigcError: see :func:`~aigc_studio.models.model_dir.load_pretrained`, and
+                :func:`~aigc_studio.models.quantization.quantize_model` for ``quantize``.
+        """
+        loaded = load_pretrained(directory, device=device)
+        quantize_model(loaded.model, quantize)
+        return cls(loaded, name=name)
 
     def default_params(self) -> SamplingParams:
         """The sampling defaults stored in the model's ``generation_config.json``."""

@@ -97,7 +97,7 @@ def list_models(settings: Settings | None = None, *, with_hashes: bool = True) -
 
 
 def load_backend(name_or_path: str | Path, settings: Settings | None = None, *, device: str | None = None,
-                 check: bool = True) -> Backend:
+                 quantize: str | None = None, check: bool = True) -> Backend:
     """The backend for a model name (see the module docstring for the lookup order).
 
     Args:
@@ -105,6 +105,8 @@ def load_backend(name_or_path: str | Path, settings: Settings | None = None, *, 
         settings: the installation's settings; None reads them.
         device: overrides the model's ``device`` setting (builtin and transformers models); None keeps it
             (``cpu`` by default).
+        quantize: overrides the model's ``quantize`` setting (``none`` or ``int8``; builtin and transformers
+            models on the CPU); None keeps it.
         check: ask an OpenAI-compatible server for its models first, so an unreachable server, a refused key
             or an unknown model name is reported now rather than at the first request.
 
@@ -122,13 +124,13 @@ def load_backend(name_or_path: str | Path, settings: Settings | None = None, *, 
         raise AigcError(f"model {name!r} is an intent router, not a text generator; use it with `aigc support "
                         f"classify --model {name}` or [support] router_dir", param="model")
     if name in settings.models:
-        return _load(name, settings.models[name], device=device, check=check)
+        return _load(name, settings.models[name], device=device, quantize=quantize, check=check)
     path = Path(name_or_path)
     if path.is_dir():
         spec = ModelSettings(backend=detect_backend(path), path=str(path))
-        return _load(path.name, spec, device=device, check=check)
+        return _load(path.name, spec, device=device, quantize=quantize, check=check)
     if name in bundled_models():
-        return _load(name, ModelSettings(path=name), device=device, check=check)
+        return _load(name, ModelSettings(path=name), device=device, quantize=quantize, check=check)
     if path.exists():
         raise AigcError(f"model {name!r} is a file, not a model directory; pass the directory that holds config.json",
                         param="model")
@@ -233,12 +235,16 @@ def detect_backend(directory: str | Path) -> str:
 # -- loading -------------------------------------------------------------------------------------------------------
 
 
-def _load(name: str, spec: ModelSettings, *, device: str | None, check: bool) -> Backend:
+def _load(name: str, spec: ModelSettings, *, device: str | None, quantize: str | None, check: bool) -> Backend:
     device = device or spec.device
+    quantize = quantize or spec.quantize
+    if spec.backend == "openai" and quantize != "none":
+        raise AigcError(f"model {name!r} runs on an OpenAI-compatible server; quantize it there, not with quantize",
+                        param="quantize")
     if spec.backend == "builtin":
         from aigc_studio.backends.builtin import BuiltinBackend
 
-        backend = BuiltinBackend.from_directory(resolve_model(spec.path), name=name, device=device)
+        backend = BuiltinBackend.from_directory(resolve_model(spec.path), name=name, device=device, quantize=quantize)
         if spec.prompt_format is not None and spec.prompt_format != backend.info.prompt_format:
             raise AigcError(f"[models.{name}] sets prompt_format = {spec.prompt_format!r}, but the model was trained on "
                             f"{backend.info.prompt_format!r} prompts; remove prompt_format for builtin models",
@@ -252,7 +258,8 @@ def _load(name: str, spec: ModelSettings, *, device: str | None, check: bool) ->
             raise AigcError(f"model {name!r}: directory {directory} not found; download the model there first "
                             "(e.g. `hf download ORG/MODEL --local-dir DIR`)", param="model")
         return TransformersBackend.from_directory(directory, name=name, device=device, dtype=spec.dtype,
-                                                  prompt_format=spec.prompt_format, context_length=spec.context_length)
+                                                  prompt_format=spec.prompt_format, context_length=spec.context_length,
+                                                  quantize=quantize)
     from aigc_studio.backends.openai_compat import OpenAICompatBackend
 
     backend = OpenAICompatBackend(name=name, base_url=spec.url, model=spec.model, api_key_env=spec.api_key_env,

@@ -43,6 +43,7 @@ from aigc_studio.generation.decoding import check_prompts
 from aigc_studio.generation.outputs import Completion
 from aigc_studio.generation.sampler import generate, stream
 from aigc_studio.generation.sampling_params import SamplingParams
+from aigc_studio.models.quantization import check_quantization, quantize_model
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 INSTALL_HINT = "install the hf extra: pip install 'aigc-studio[hf]'"
@@ -106,7 +107,7 @@ class HFDecoder(nn.Module):
     def __init__(self, model: nn.Module, context_length: int) -> None:
         super().__init__()
         self.hf = model
-        vocab_size = model.get_output_embeddings().weight.size(0)  # the logits width, padded vocabularies included
+        vocab_size = model.get_output_embeddings().out_features  # the logits width, padded vocabularies included
         self.config = DecoderConfig(vocab_size=vocab_size, block_size=context_length)
         # transformers 5 renamed `past_key_values` to `cache` (argument and output); older releases use the old name.
         self._cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
@@ -206,7 +207,8 @@ class TransformersBackend:
     @classmethod
     def from_directory(cls, directory: str | Path, *, name: str | None = None, device: str = "cpu",
                        dtype: str = "float32", prompt_format: PromptFormat | None = None,
-                       context_length: int | None = None, use_chat_template: bool = True) -> TransformersBackend:
+                       context_length: int | None = None, use_chat_template: bool = True,
+                       quantize: str = "none") -> TransformersBackend:
         """Load a model directory (``config.json``, ``*.safetensors``, tokenizer files) from the local disk.
 
         Args:
@@ -219,10 +221,13 @@ class TransformersBackend:
             context_length: prompt + completion limit; None uses the model config's ``max_position_embeddings``
                 (``n_positions``).
             use_chat_template: render text prompts with the tokenizer's chat template when it has one.
+            quantize: ``"int8"`` swaps the model's linear layers for int8 ones (CPU and float32 only;
+                :mod:`~aigc_studio.models.quantization`).
 
         Raises:
             AigcError: transformers is missing, the directory or its files are missing or unreadable, weights
-                are not safetensors, the dtype is unknown, or the context length is unknown.
+                are not safetensors, the dtype is unknown, the context length is unknown, or ``quantize``
+                cannot run on this device and dtype.
         """
         transformers = _transformers()
         directory = Path(directory)
@@ -235,6 +240,7 @@ class TransformersBackend:
                             "run code); convert them to safetensors first", param="model")
         if dtype not in DTYPES:
             raise AigcError(f"unknown dtype {dtype!r}; use one of: {', '.join(DTYPES)}", param="dtype")
+        check_quantization(quantize)  # before the slow load: an unknown name fails at once
         extra = _read_json(directory / "generation_config.json")
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
@@ -249,6 +255,7 @@ class TransformersBackend:
             raise AigcError(f"cannot put the model on {device!r}: {_first_line(error)}; use cpu or an available "
                             "cuda device", param="device") from None
         model.eval()
+        quantize_model(model, quantize)
         limit = context_length or _config_context(model.config)
         if limit is None:
             raise AigcError(f"{directory}/config.json states no context length (max_position_embeddings); set "

@@ -44,6 +44,7 @@ def generate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the single-prompt result as JSON.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts generated together in --input mode.")] = 16,
     device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: the model's device setting, else cpu).")] = None,
+    quantize: Annotated[Optional[str], typer.Option(help="none or int8: int8 weights decode faster on the CPU (default: the model's quantize setting, else none; docs/generation.md).")] = None,
     temperature: Annotated[Optional[float], typer.Option(rich_help_panel=SAMPLING, help="0 = greedy.")] = None,
     top_k: Annotated[Optional[int], typer.Option(rich_help_panel=SAMPLING, help="0 = off.")] = None,
     top_p: Annotated[Optional[float], typer.Option(rich_help_panel=SAMPLING, help="In (0, 1]; 1 = off.")] = None,
@@ -70,7 +71,7 @@ def generate(
         raise AigcError("--input needs --output FILE.jsonl for the results")
     if watermark_key_file is not None and not watermark:
         raise AigcError("--watermark-key-file is only used with --watermark; add --watermark or leave the key file out")
-    backend = load_backend(model, device=device)
+    backend = load_backend(model, device=device, quantize=quantize)
     overrides = {
         "temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,
         "repetition_penalty": repetition_penalty, "presence_penalty": presence_penalty,

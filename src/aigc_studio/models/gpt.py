@@ -31,6 +31,7 @@ from torch import nn
 
 from aigc_studio.data.tokenizer import BOS, EOS, PAD, SPECIAL_TOKENS
 from aigc_studio.errors import AigcError
+from aigc_studio.models.quantization import Int8Weight, check_quantization
 
 
 @dataclass
@@ -129,8 +130,8 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -
 FEW_ROWS = 64
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Bias-free ``F.linear``: ``x`` (..., in) times ``weight.T`` (in, out).
+def linear(x: torch.Tensor, weight: torch.Tensor | Int8Weight) -> torch.Tensor:
+    """Bias-free ``F.linear``: ``x`` (..., in) times ``weight.T`` (in, out); an :class:`Int8Weight` runs in int8.
 
     On the CPU, inputs of 2 to ``FEW_ROWS`` rows are computed as ``(weight @ x.T).T``: the same products
     (equal up to float rounding), but MKL's GEMM runs that arrangement faster when one side is only a few rows
@@ -138,6 +139,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     faster that way with 2 threads), wider inputs (prefill, training) and other devices keep ``F.linear``.
     The ``nn.Linear`` modules hold the weights under Llama's names.
     """
+    if isinstance(weight, Int8Weight):
+        return weight.linear(x)
     rows = x.reshape(-1, x.size(-1))  # (M, in)
     if not 1 < rows.size(0) <= FEW_ROWS or x.device.type != "cpu":
         return F.linear(x, weight)
@@ -164,40 +167,49 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torc
 
 
 class StackedWeight:
-    """The weights of several bias-free linear layers stacked along their outputs, so one matmul serves all.
+    """The weights of one or more bias-free linear layers stacked along their outputs, so one matmul serves all.
 
-    The layers keep their own parameters (names, ``state_dict`` and the Llama export are unchanged). Without
-    autograd the stacked copy is built once and reused while every weight is the same tensor at the same
-    version: replacing a weight (``.to()``, ``load_state_dict(assign=True)``) or changing it in place (an
-    optimiser step, ``load_state_dict``, ``copy_``) rebuilds it on the next call. With autograd the weights are
-    concatenated on every call, so gradients reach each parameter, and the copy is dropped. The copy costs the
-    memory of the stacked weights once per model.
+    Every matmul of a decoding step takes its weight from one of these. The layers keep their own parameters
+    (names, ``state_dict`` and the Llama export are unchanged). Without autograd the stacked copy is built
+    once and reused while every weight is the same tensor at the same version: replacing a weight (``.to()``,
+    ``load_state_dict(assign=True)``) or changing it in place (an optimiser step, ``load_state_dict``,
+    ``copy_``) rebuilds it on the next call. With autograd the weights are concatenated on every call, so
+    gradients reach each parameter, and the copy is dropped. The copy costs the memory of the stacked
+    weights once per model; a single layer's weight is used as it is.
+
+    With ``int8`` set, calls without autograd get an :class:`Int8Weight` of the stack instead (a quarter of
+    its bytes, :mod:`aigc_studio.models.quantization`); calls with autograd still get fp32.
     """
 
     def __init__(self, *linears: nn.Linear) -> None:
         self.linears = linears
-        self._stacked: torch.Tensor | None = None
+        self.int8 = False
+        self._stacked: torch.Tensor | Int8Weight | None = None
         self._key: list[tuple[int, int]] = []
         # Detached aliases of the weights the copy was built from: they keep that storage alive, so a weight
         # at the same data pointer is the same storage, and its version counter tells whether it changed.
         self._sources: list[torch.Tensor] = []
 
-    def __call__(self) -> torch.Tensor:
-        """The stacked weight (sum of out_features, in_features)."""
-        # _parameters, not .weight: nn.Module.__getattr__ costs about a microsecond, and this runs twice per
-        # layer per decode step.
+    def __call__(self) -> torch.Tensor | Int8Weight:
+        """The stacked weight (sum of out_features, in_features), or its int8 form (see the class docstring)."""
+        # _parameters, not .weight: nn.Module.__getattr__ costs about a microsecond, and this runs for every
+        # matmul of a decode step.
         weights = [layer._parameters["weight"] for layer in self.linears]
         if torch.is_grad_enabled():
             self._stacked, self._key, self._sources = None, [], []
-            return torch.cat(weights)
+            return _joined(weights)
         try:
             key = [(weight.data_ptr(), weight._version) for weight in weights]
         except RuntimeError:  # inference tensors keep no version counter, so a copy of them could go stale
-            return torch.cat(weights)
-        if key != self._key:
+            return self._build(weights)
+        if key != self._key or isinstance(self._stacked, Int8Weight) != self.int8:
             self._sources = [weight.detach() for weight in weights]
-            self._stacked, self._key = torch.cat(self._sources), key
+            self._stacked, self._key = self._build(self._sources), key
         return self._stacked
+
+    def _build(self, weights: list[torch.Tensor]) -> torch.Tensor | Int8Weight:
+        stacked = _joined(weights)
+        return Int8Weight(stacked) if self.int8 else stacked
 
 
 class Attention(nn.Module):
@@ -214,12 +226,13 @@ class Attention(nn.Module):
         self.attn_dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
         self.qkv_weight = StackedWeight(self.q_proj, self.k_proj, self.v_proj)  # (3C, C)
+        self.o_weight = StackedWeight(self.o_proj)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """Attend causally over whole sequences ``x`` (B, T, C) from position 0; ``cos``/``sin`` (T, 1, 1, hd)."""
         B, T, C = x.size()
         qkv = linear(x, self.qkv_weight()).view(B, T, 3, self.n_head, self.head_dim)  # one matmul for q, k, v
-        return self.resid_dropout(linear(self._attend(qkv, cos, sin, None, None), self.o_proj.weight))
+        return self.resid_dropout(linear(self._attend(qkv, cos, sin, None, None), self.o_weight()))
 
     def forward_parts(self, x: torch.Tensor, parts: Sequence[StepPart]) -> torch.Tensor:
         """Attend the new tokens (N, C) of one or more batches, each over its own KV cache (decoding).
@@ -234,7 +247,7 @@ class Attention(nn.Module):
             outputs.append(self._attend(view, part.cos, part.sin, part.cache, part.attn_mask).view(size, -1))
             start += size
         y = _joined(outputs)  # (N, C)
-        return self.resid_dropout(linear(y, self.o_proj.weight))
+        return self.resid_dropout(linear(y, self.o_weight()))
 
     def _attend(self, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None,
                 attn_mask: torch.Tensor | None) -> torch.Tensor:
@@ -265,10 +278,11 @@ class SwiGLU(nn.Module):
         self.down_proj = nn.Linear(config.intermediate_size, config.n_embd, bias=False)
         self.dropout = nn.Dropout(config.dropout)
         self.gate_up_weight = StackedWeight(self.gate_proj, self.up_proj)  # (2I, C)
+        self.down_weight = StackedWeight(self.down_proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = linear(x, self.gate_up_weight()).chunk(2, dim=-1)  # one matmul, (B, T, I) each
-        return self.dropout(linear(F.silu(gate) * up, self.down_proj.weight))
+        return self.dropout(linear(F.silu(gate) * up, self.down_weight()))
 
 
 class Block(nn.Module):
@@ -498,6 +512,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
+        self.lm_head_weight = StackedWeight(self.lm_head)
         # Precomputed once so a decode step only slices them; not saved (they follow from the config).
         # They follow the model's dtype (.to(torch.bfloat16) casts them like HF Llama casts its tables).
         rope_cos, rope_sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta)
@@ -518,6 +533,26 @@ class GPT(nn.Module):
         """Number of distinct parameters (a tied embedding counts once)."""
         return sum(parameter.numel() for parameter in self.parameters())
 
+    def set_quantization(self, quantization: str) -> None:
+        """Run the matmuls of inference (no autograd) in ``"int8"``, or back in the parameters' dtype (``"none"``).
+
+        The fp32 parameters stay as they are, so training, ``state_dict`` and the export are unaffected, and
+        the int8 copies (a quarter of the weights' bytes) follow any change to them. See
+        :mod:`aigc_studio.models.quantization`.
+
+        Raises:
+            AigcError: an unknown quantization, or int8 for a model that is not fp32 on the CPU.
+        """
+        check_quantization(quantization, self.embed_tokens.weight)
+        for stacked in self._stacked_weights():
+            stacked.int8 = quantization == "int8"
+
+    def _stacked_weights(self) -> list[StackedWeight]:
+        weights = [self.lm_head_weight]
+        for layer in self.layers:
+            weights += [layer.self_attn.qkv_weight, layer.self_attn.o_weight, layer.mlp.gate_up_weight, layer.mlp.down_weight]
+        return weights
+
     def forward(
         self, input_ids: torch.Tensor, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -535,7 +570,7 @@ class GPT(nn.Module):
         cos, sin = self.rope_cos[:T, None, None], self.rope_sin[:T, None, None]  # (T, 1, 1, hd)
         for layer in self.layers:
             x = layer(x, cos, sin)
-        logits = linear(self.norm(x), self.lm_head.weight)  # (B, T, V)
+        logits = linear(self.norm(x), self.lm_head_weight())  # (B, T, V)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.view(B * T, -1).float(), targets.reshape(B * T), ignore_index=-100)
@@ -601,7 +636,7 @@ class GPT(nn.Module):
             kept.append(tokens[:, -1:] if last_only else tokens)
             start += part.rows * part.tokens
         logits = linear(self.norm(_joined([tokens.reshape(-1, tokens.size(-1)) for tokens in kept])),
-                        self.lm_head.weight)  # (sum of kept tokens, V)
+                        self.lm_head_weight())  # (sum of kept tokens, V)
         sizes = [tokens.size(0) * tokens.size(1) for tokens in kept]
         return [chunk.view(tokens.size(0), tokens.size(1), -1) for chunk, tokens in zip(logits.split(sizes), kept)]
 
