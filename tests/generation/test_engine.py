@@ -450,6 +450,21 @@ def test_engine_process_that_dies_fails_its_requests_and_takes_no_more(gpt_dir):
         engine.shutdown(drain=False, timeout=10)
 
 
+def test_an_engine_process_decodes_in_the_quantization_its_backend_was_loaded_with(gpt_dir):
+    int8 = BuiltinBackend.from_directory(gpt_dir, quantize="int8")
+    params = SamplingParams(temperature=0, max_tokens=12, min_tokens=12)
+    expected = int8.generate([PROMPTS[0]], params)[0].candidates[0].cumulative_logprob
+    fp32 = BuiltinBackend.from_directory(gpt_dir).generate([PROMPTS[0]], params)[0].candidates[0].cumulative_logprob
+    engine = EngineProcess(int8, max_batch_size=4, max_queue=4)
+    engine.start()
+    try:
+        served = engine.submit(PROMPTS[0], params).result(timeout=60).candidates[0].cumulative_logprob
+    finally:
+        engine.shutdown(drain=False, timeout=10)
+    # This random model's logprobs move by about 1e-4 in int8; fp32 rounding between runs is about 1e-6.
+    assert abs(served - expected) < 2e-5 < 5e-5 < abs(expected - fp32)
+
+
 def test_engine_process_that_cannot_load_its_model_raises_at_start(gpt_dir, tmp_path):
     directory = tmp_path / "model"
     shutil.copytree(gpt_dir, directory)

@@ -30,9 +30,10 @@ from aigc_studio.models.quantization import quantize_model
 class BuiltinBackend:
     """A :class:`~aigc_studio.backends.base.Backend` over a model directory written by ``aigc train``."""
 
-    def __init__(self, loaded: LoadedModel, name: str | None = None) -> None:
+    def __init__(self, loaded: LoadedModel, name: str | None = None, quantization: str = "none") -> None:
         self.loaded = loaded
         self.model = loaded.model
+        self.quantization = quantization  # what from_directory applied; an engine process loads the same
         self.tokenizer = loaded.tokenizer
         self.generation_config = loaded.generation_config
         directory = Path(loaded.directory)
@@ -58,7 +59,7 @@ class BuiltinBackend:
         """
         loaded = load_pretrained(directory, device=device)
         quantize_model(loaded.model, quantize)
-        return cls(loaded, name=name)
+        return cls(loaded, name=name, quantization=quantize)
 
     def default_params(self) -> SamplingParams:
         """The sampling defaults stored in the model's ``generation_config.json``."""

@@ -105,7 +105,7 @@ class EngineProcess:
             process = context.Process(
                 target=_serve, name=f"aigc-engine-{name}", daemon=True,
                 args=(child_connection, str(self.backend.loaded.directory), name, str(model_device(self.backend.model)),
-                      self.max_batch_size, self.max_queue + self.max_batch_size, self.threads),
+                      self.backend.quantization, self.max_batch_size, self.max_queue + self.max_batch_size, self.threads),
             )
             process.start()
             child_connection.close()
@@ -247,14 +247,14 @@ class _Relay:
         self.outbox.put(("done", self.number, result, _portable(error)))
 
 
-def _serve(connection: Any, directory: str, name: str, device: str, max_batch_size: int, max_queue: int,
-           threads: int) -> None:
+def _serve(connection: Any, directory: str, name: str, device: str, quantization: str, max_batch_size: int,
+           max_queue: int, threads: int) -> None:
     """The child process: load the model, run an :class:`Engine`, and follow the parent's messages."""
     try:
         import torch
 
         torch.set_num_threads(threads)
-        engine = Engine(BuiltinBackend.from_directory(directory, name=name, device=device),
+        engine = Engine(BuiltinBackend.from_directory(directory, name=name, device=device, quantize=quantization),
                         max_batch_size=max_batch_size, max_queue=max_queue)
         engine.start()
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises it
