@@ -11,7 +11,7 @@ Both sides run again with int8 weights (``aigc_studio.models.quantization``: our
 int8 kernel swapped into the transformers model), and the bundled ``e2e-copy`` scores 400 E2E dev references in
 fp32 and int8, which shows what int8 costs in quality.
 
-    python bench/generation_speed.py [--threads 2] [--repeats 3]
+    python bench/generation_speed.py [--threads 2] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import math
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -57,14 +58,18 @@ def bytes_per_step(config: GPTConfig, parameters: int, batch_size: int, context:
     return 4 * (parameters + kv_cache)
 
 
-def time_it(fn, repeats: int) -> float:
-    fn()  # warm-up: allocator, thread pool, lazy initialisation
-    times = []
+def time_alternating(functions: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median seconds per call of each function, run in turns (a, b, c, a, b, c, ...) after one warm-up call each
+    (allocator, thread pool, lazy initialisation), so a drift in the machine's speed hits every one alike."""
+    for function in functions.values():
+        function()
+    times: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def recompute_generate(model: GPT, prompts: torch.Tensor, new_tokens: int, generator: torch.Generator) -> torch.Tensor:
@@ -93,7 +98,7 @@ def int8_quality(references: int = 400) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -136,10 +141,9 @@ def main() -> None:
                                   max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, pad_token_id=0)
             assert out.shape[1] == PROMPT_TOKENS + NEW_TOKENS
 
-        ours_s = time_it(ours, args.repeats)
-        hf_s = time_it(transformers_generate, args.repeats)
-        ours_int8_s = time_it(lambda: ours(model_int8), args.repeats)
-        hf_int8_s = time_it(lambda: transformers_generate(hf_int8), args.repeats)
+        seconds = time_alternating({"ours": ours, "hf": transformers_generate, "ours int8": lambda: ours(model_int8),
+                                    "hf int8": lambda: transformers_generate(hf_int8)}, args.repeats)
+        ours_s, hf_s, ours_int8_s, hf_int8_s = seconds["ours"], seconds["hf"], seconds["ours int8"], seconds["hf int8"]
         tokens = batch_size * NEW_TOKENS
         speedups[batch_size] = hf_s / ours_s
         int8_speedups[batch_size] = (hf_int8_s / ours_int8_s, ours_s / ours_int8_s, hf_s / ours_int8_s)
@@ -156,7 +160,8 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     one_prompt = torch.tensor([corpus_ids[:PROMPT_TOKENS]])
     with torch.inference_mode():
-        recompute_s = time_it(lambda: recompute_generate(model, one_prompt, NEW_TOKENS, generator), 1)
+        recompute_s = time_alternating({"recompute": lambda: recompute_generate(model, one_prompt, NEW_TOKENS, generator)},
+                                       1)["recompute"]
     cached_tokens_per_s = float(rows[0][1].replace(",", ""))
     cache_speedup = cached_tokens_per_s / (NEW_TOKENS / recompute_s)
     rows.append(["ours without KV cache (recompute prefix), batch 1", f"{NEW_TOKENS / recompute_s:,.0f}",
@@ -169,7 +174,8 @@ def main() -> None:
         "## Generation speed (issue 2)",
         "",
         f"GPT 6 layers × 384 dims, vocab {config.vocab_size}, {model.num_parameters() / 1e6:.1f}M parameters, fp32 CPU, "
-        f"prompt {PROMPT_TOKENS} tokens, {NEW_TOKENS} new tokens, top-k {TOP_K} sampling, median of {args.repeats} runs. "
+        f"prompt {PROMPT_TOKENS} tokens, {NEW_TOKENS} new tokens, top-k {TOP_K} sampling, median of {args.repeats} runs "
+        "taken in turns (ours, transformers, ours in int8, transformers in int8, again), so the machine's drift hits all alike. "
         "transformers runs the `aigc export --format hf` copy (`LlamaForCausalLM`, same weights). The int8 rows "
         "run both models with int8 weights (per output channel) and activations quantized per call, through the same "
         "kernel (`aigc_studio.models.quantization`); their speed-up column compares them with transformers in int8.",
