@@ -161,3 +161,27 @@ def test_a_server_that_cannot_start_is_reported_with_its_output(tmp_path):
 
     with pytest.raises(ServerStartError, match="(?s)exited with.*no-such-model"):
         start_server(tmp_path, "--model", "no-such-model", timeout=120)
+
+
+def test_serve_quantize_loads_every_served_model_in_int8(tmp_path, monkeypatch):
+    import uvicorn
+
+    from aigc_studio.server import app as server_app
+
+    served = {}
+    real_create_app = server_app.create_app
+
+    def create_app(settings, *, models, database):
+        served["models"] = models
+        return real_create_app(settings, models=models, database=database)
+
+    monkeypatch.setattr(server_app, "create_app", create_app)
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    monkeypatch.chdir(tmp_path)  # whatever the app writes under var/ lands here
+    arguments = ["serve", "--model", MODEL, "--database-url", f"sqlite:///{tmp_path}/a.db", "--auth", "off"]
+    result = CliRunner().invoke(app, [*arguments, "--quantize", "int8"])
+    assert result.exit_code == 0, result.output
+    [backend] = served["models"]
+    assert backend.quantization == "int8" and backend.model.lm_head_weight.int8
+    refused = CliRunner().invoke(app, [*arguments, "--quantize", "int4"])
+    assert isinstance(refused.exception, AigcError) and "unknown quantization 'int4'" in str(refused.exception)

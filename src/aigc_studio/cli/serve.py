@@ -24,11 +24,13 @@ def serve(
     database_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL (default sqlite:///var/aigc.db).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="Settings file (default aigc.toml when present).")] = None,
     auth: Annotated[Optional[str], typer.Option(help="auto (keys needed once one exists), required or off.")] = None,
+    quantize: Annotated[Optional[str], typer.Option(help="none or int8: int8 weights for every --model (builtin and transformers; faster CPU decoding). Default: each model's quantize setting, else none.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve the HTTP API (/v1, OpenAI-compatible), the web studio (/), /docs, /healthz and /metrics."""
     import uvicorn
 
+    from aigc_studio.backends.registry import load_backend
     from aigc_studio.errors import AigcError
     from aigc_studio.server.app import create_app
     from aigc_studio.server.middleware import configure_json_logging
@@ -43,8 +45,9 @@ def serve(
     for name in models:
         if name not in settings.models:
             resolve_model(name)  # an unknown name is a one-line error now, not a failed startup later
+    served = [load_backend(name, settings, quantize=quantize) for name in models] if quantize else models
     database = Database.from_settings(settings)
-    app = create_app(settings, models=models, database=database)
+    app = create_app(settings, models=served, database=database)
     configure_json_logging(log_level)
     shown_host = "127.0.0.1" if settings.server.host in ("0.0.0.0", "::") else settings.server.host
     console.print(f"AIGC Studio at http://{shown_host}:{settings.server.port}/  (API /v1, docs /docs); Ctrl-C stops")
