@@ -12,7 +12,9 @@ and per-operation overhead rather than arithmetic: the q/k/v and gate/up project
 over stacked weights (:class:`StackedWeight`; the parameters themselves stay separate), a few rows take the
 GEMM arrangement MKL runs fastest (:func:`linear`), queries and keys are rotated together without
 concatenating halves, and RMSNorm is ``F.rms_norm``. Any floating dtype works
-(``model.to(torch.bfloat16)`` halves the weight and cache traffic; normalisation stays in fp32 as in HF Llama).
+(``model.to(torch.bfloat16)`` halves the weight and cache traffic; normalisation stays in fp32 as in HF Llama),
+and ``set_quantization("int8")`` runs the matmuls of inference with int8 weights on the CPU
+(:mod:`aigc_studio.models.quantization`).
 
 References: Touvron et al. 2023 (Llama), Su et al. 2021 (RoFormer, rotary positions), Shazeer 2020 (GLU
 variants), Zhang & Sennrich 2019 (RMSNorm).
@@ -201,7 +203,7 @@ class StackedWeight:
         try:
             key = [(weight.data_ptr(), weight._version) for weight in weights]
         except RuntimeError:  # inference tensors keep no version counter, so a copy of them could go stale
-            return self._build(weights)
+            return self._build(weights)  # (in int8 that quantizes on every call: load models outside inference_mode)
         if key != self._key or isinstance(self._stacked, Int8Weight) != self.int8:
             self._sources = [weight.detach() for weight in weights]
             self._stacked, self._key = self._build(self._sources), key
