@@ -77,9 +77,10 @@ class IntentTrainConfig:
         classifier: ``"svm"`` (LinearSVC, fast and the most accurate here) or ``"logreg"``.
         c: the inverse regularisation strength of the classifier.
         min_df: drop n-grams seen in fewer messages (keeps the saved vocabulary small).
-        calibration_fraction: the share of training messages held back to fit the temperature.
-        finetune_epochs: fine-tune the embedding model on the training messages first (0: off). A recipe
-            option: minutes on a CPU, not seconds.
+        calibration_fraction: the share of training messages held back to fit the temperature and the vote's
+            weight (the linear layer is refitted on all of them afterwards; a fine-tuned encoder never sees them).
+        finetune_epochs: fine-tune the embedding model on the training messages outside the calibration split
+            first (0: off). A recipe option: minutes on a CPU, not seconds.
         finetune_lr: the encoder's learning rate when fine-tuning.
         finetune_batch_size: messages per fine-tuning step.
         finetune_layers: fine-tune only the top this many transformer layers (0: the whole encoder). The router
@@ -542,11 +543,20 @@ def train_intent_router(
     label_names = sorted(set(train_labels))
     y = np.array([label_names.index(label) for label in train_labels])
 
+    # The linear layer is fitted on most of the training messages, and the temperature and the vote's weight
+    # on the rest (the calibration split); the layer is then refitted on all of them (below).
+    fit_idx, cal_idx = split_holdout(train_labels, config.calibration_fraction, seed + 1)
+    calibrating = len(cal_idx) >= 2
     specs = config.embedder_specs
     if config.finetune_epochs > 0:
         if out_dir is None:
             raise AigcError("fine-tuning saves the encoder into the model folder; pass out_dir", param="out_dir")
-        finetune_encoder(specs[0], train_texts, train_labels, Path(out_dir) / ENCODER_DIR, config, seed=seed)
+        # The encoder learns from the fit split only: one that has seen the calibration messages makes them
+        # look easy, and the temperature and the vote's weight chosen on them are then wrong for new messages
+        # (on BANKING77 the vote's weight came out 0.1 instead of 0.4, and the hold-out 92.44% against 92.94%).
+        tune_idx = fit_idx if calibrating else np.arange(len(train_texts))
+        finetune_encoder(specs[0], [train_texts[i] for i in tune_idx], [train_labels[i] for i in tune_idx],
+                         Path(out_dir) / ENCODER_DIR, config, seed=seed)
         specs = [ENCODER_DIR, *specs[1:]]
     embedders = [load_embedder(Path(out_dir) / spec if spec == ENCODER_DIR else spec) for spec in specs]
     precomputed = embeddings or {}
@@ -558,13 +568,12 @@ def train_intent_router(
         for vectors, embedder in zip(all_vectors, embedders)
     ]
 
-    # 1. fit on most of the training messages; fit the temperature, then the vote's weight, on the rest
-    fit_idx, cal_idx = split_holdout(train_labels, config.calibration_fraction, seed + 1)
+    # 1. fit on the fit split; fit the temperature, then the vote's weight, on the calibration split.
     # Choosing the vote's weight needs a few calibration messages per intent: on a handful the choice is
     # noise (a knowledge base's 21 FAQ sentences gave the vote 0.9 and made a vague message look certain).
     voting = config.neighbours > 0 and bool(train_vectors) and len(cal_idx) >= 2 * len(label_names)
     temperature, neighbour_weight = 1.0, 0.0
-    if len(cal_idx) >= 2:
+    if calibrating:
         features = _fit_features(embedders, config, [train_texts[i] for i in fit_idx])
         x_fit = features.transform([train_texts[i] for i in fit_idx], _rows(train_vectors, fit_idx))
         weights, bias = _fit_linear(x_fit, y[fit_idx], len(label_names), config, seed)
