@@ -14,6 +14,7 @@ from aigc_studio.support.intents import (
     IntentRouter,
     IntentTrainConfig,
     _Neighbours,
+    _softmax,
     choose_neighbour_weight,
     expected_calibration_error,
     fit_temperature,
@@ -89,13 +90,8 @@ def test_the_router_keeps_its_neighbour_vote_through_save_and_load(trained, tmp_
     # the vote changes the probabilities whenever it has weight (small talk: the layer is unsure)
     messages = ["hello there", "what a lovely day"]
     loaded.neighbour_weight = 0.5
-    alone = _softmax_rows(loaded.scores(messages) / loaded.temperature)
+    alone = _softmax(loaded.scores(messages) / loaded.temperature)
     assert not np.allclose(loaded.predict_proba(messages), alone, atol=1e-4)
-
-
-def _softmax_rows(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def test_the_nearest_neighbours_vote_for_their_intents() -> None:

@@ -24,14 +24,12 @@ constructors it needs warn that they are deprecated (torch 2.13), and the projec
 from __future__ import annotations
 
 import warnings
-from typing import Literal
 
 import torch
 from torch import nn
 
 from aigc_studio.errors import AigcError
 
-Quantization = Literal["none", "int8"]
 QUANTIZATIONS: tuple[str, ...] = ("none", "int8")
 
 # Activations in 7 bits: see the module docstring.

@@ -60,9 +60,13 @@ class Embedder(ABC):
         texts = [str(text) for text in texts]
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = np.asarray(self._encode(texts, query=query), dtype=np.float32).reshape(len(texts), self.dim)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.maximum(norms, 1e-12)
+        return unit_rows(np.asarray(self._encode(texts, query=query), dtype=np.float32).reshape(len(texts), self.dim))
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """``vectors`` (n, dim) as float32 rows of length 1 (an all-zero row stays zero)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 class SentenceTransformerEmbedder(Embedder):

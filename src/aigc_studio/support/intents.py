@@ -53,7 +53,7 @@ from scipy import sparse
 
 from aigc_studio.errors import AigcError
 from aigc_studio.fileio import atomic_write, atomic_write_json, atomic_write_with, read_jsonl, require_file
-from aigc_studio.support.embeddings import DEFAULT_EMBEDDER, Embedder, load_embedder, save_tuned_layers
+from aigc_studio.support.embeddings import DEFAULT_EMBEDDER, Embedder, load_embedder, save_tuned_layers, unit_rows
 from aigc_studio.training.progress import TrainingProgress
 
 CONFIG_FILE = "config.json"
@@ -328,22 +328,17 @@ class _Neighbours:
     @classmethod
     def build(cls, embeddings: np.ndarray, labels: np.ndarray, k: int, temperature: float) -> _Neighbours:
         """From raw embeddings: unit rows, rounded to float16 so a saved and loaded router votes the same."""
-        return cls(_unit_rows(embeddings).astype(np.float16), labels, k, temperature)
+        return cls(unit_rows(embeddings).astype(np.float16), labels, k, temperature)
 
     def probs(self, queries: np.ndarray, n_labels: int) -> np.ndarray:
         """The vote's distribution over the labels for each query embedding, (len(queries), n_labels)."""
-        similarity = _unit_rows(queries) @ self.vectors.T  # (Q, N)
+        similarity = unit_rows(queries) @ self.vectors.T  # (Q, N)
         k = min(self.k, similarity.shape[1])
         nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]  # (Q, k), unordered
         votes = np.exp((np.take_along_axis(similarity, nearest, axis=1) - 1.0) / self.temperature)
         probs = np.zeros((len(similarity), n_labels))
         np.add.at(probs, (np.arange(len(similarity))[:, None], self.labels[nearest]), votes)
         return probs / probs.sum(axis=1, keepdims=True)
-
-
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def choose_neighbour_weight(layer_probs: np.ndarray, vote_probs: np.ndarray, y: np.ndarray) -> float:
